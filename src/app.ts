@@ -1,0 +1,41 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { trustProxyFunction, type ConfigSource } from './config/config.js'
+import configPlugin from './plugins/config.js'
+import errorHandler from './plugins/error-handler.js'
+import sessionBridge from './plugins/session-bridge.js'
+import sessionStore from './plugins/session-store.js'
+import healthRoutes from './routes/health.js'
+import sessionRoutes from './routes/session.js'
+
+export interface BuildAppOptions {
+  /** Exactly these variables; when absent, the process environment and `.env`. */
+  env?: ConfigSource
+  logger?: FastifyServerOptions['logger']
+}
+
+/**
+ * Builds the application without listening. Rejects with a ConfigError when a variable is bad.
+ * Routes that need no session are registered outside the session scope, so the Express bridge
+ * and the store are never on their path.
+ */
+export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyInstance> {
+  // Fastify takes `trustProxy` at construction, before @fastify/env has read TRUST_PROXY: give it
+  // a function that consults the validated setting once it is known.
+  let trusts: (address: string, hop: number) => boolean = () => false
+  const app = Fastify({
+    logger: options.logger ?? false,
+    trustProxy: (address, hop) => trusts(address, hop)
+  })
+
+  await app.register(configPlugin, { env: options.env })
+  trusts = trustProxyFunction(app.config)
+
+  await app.register(errorHandler)
+  await app.register(sessionStore)
+  await app.register(healthRoutes)
+  await app.register(async function sessionScope (scope) {
+    await scope.register(sessionBridge)
+    await scope.register(sessionRoutes)
+  })
+  return app
+}

@@ -1,0 +1,181 @@
+import { randomBytes } from 'node:crypto'
+import { Ajv, type ErrorObject } from 'ajv'
+import ajvErrorsModule from 'ajv-errors'
+import envSchema from 'env-schema'
+import proxyAddr from 'proxy-addr'
+import { configSchema, type Config } from './schema.js'
+
+export type { Config } from './schema.js'
+
+/** A configuration value that stops the process before it listens; `message` names the variable. */
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+/** Where the values come from: the real environment plus `.env`, or exactly the given object. */
+export type ConfigSource = Record<string, string | undefined> | undefined
+
+// Secrets published in tutorials and in this project's own .env.example: never good enough to sign with.
+const SAMPLE_SECRETS = new Set([
+  'keyboard cat', 'secret', 'changeme', 'change-me', 'session-secret',
+  'replace-me-with-at-least-32-random-characters'
+])
+const MIN_PRODUCTION_SECRET_LENGTH = 32
+const DEFAULT_TOUCH_AFTER_MS = 3600000
+
+// ajv-errors is CommonJS with a `default` property; NodeNext types the default import as the module.
+const ajvErrors = ajvErrorsModule.default
+
+/**
+ * Our own Ajv rather than env-schema's shared one: `useDefaults: 'empty'` makes `SESSION_PORT=` in a
+ * .env mean "use the default", and ajv-errors replaces Ajv's generic messages with the schema's own.
+ */
+function makeAjv (): Ajv {
+  const ajv = new Ajv({
+    allErrors: true,
+    removeAdditional: true,
+    useDefaults: 'empty',
+    coerceTypes: true,
+    allowUnionTypes: true
+  })
+  ajvErrors(ajv)
+  return ajv
+}
+
+/** The options both `@fastify/env` (inside the app) and `loadConfig` (scripts) validate with. */
+export function envOptions (source: ConfigSource) {
+  const fromProcess = source === undefined
+  return {
+    schema: configSchema,
+    data: fromProcess ? {} : { ...source },
+    env: fromProcess,
+    dotenv: fromProcess,
+    ajv: makeAjv()
+  }
+}
+
+/** Turns Ajv's errors into one line such as `SESSION_PORT must be an integer 1-65535`. */
+export function describeValidationErrors (errors: ErrorObject[] | null | undefined): string {
+  const lines = (errors ?? []).map((error) => {
+    const variable = error.instancePath.replace(/^\//, '')
+    return variable ? `${variable} ${error.message ?? 'is invalid'}` : (error.message ?? 'invalid configuration')
+  })
+  return [...new Set(lines)].join('; ')
+}
+
+export function sessionSecrets (config: Config): string[] {
+  return [config.SESSION_SECRET as string, ...splitList(config.SESSION_PREVIOUS_SECRETS)]
+}
+
+export function cookieSecure (config: Config): boolean | 'auto' {
+  return config.SESSION_COOKIE_SECURE === 'auto' ? 'auto' : config.SESSION_COOKIE_SECURE === 'true'
+}
+
+/** Fastify's `trustProxy`: a boolean, a hop count, or the list of trusted addresses/CIDRs. */
+export function trustProxySetting (config: Config): boolean | number | string[] {
+  const value = config.TRUST_PROXY.trim()
+  if (value === 'true') return true
+  if (value === 'false' || value === '') return false
+  if (/^\d+$/.test(value)) return Number(value)
+  return splitList(value)
+}
+
+/** The same decision Fastify makes from its `trustProxy` option, as a function of (address, hop). */
+export function trustProxyFunction (config: Config): (address: string, hop: number) => boolean {
+  const setting = trustProxySetting(config)
+  if (typeof setting === 'boolean') return () => setting
+  if (typeof setting === 'number') return (_address, hop) => hop < setting
+  return proxyAddr.compile(setting)
+}
+
+export function touchAfterMs (config: Config): number {
+  return config.SESSION_TOUCH_AFTER ?? Math.min(DEFAULT_TOUCH_AFTER_MS, Math.floor(config.SESSION_MAX_AGE / 10))
+}
+
+export function usesDatabase (config: Config): boolean {
+  return Boolean(config.SESSION_HOST)
+}
+
+export function splitList (value: string): string[] {
+  return value.split(',').map((item) => item.trim()).filter((item) => item.length > 0)
+}
+
+/**
+ * The rules that involve more than one variable, which a per-property schema cannot state with a
+ * clear message. Fills in the random development secret; returns the warnings to log.
+ */
+export function finalizeConfig (config: Config): string[] {
+  const warnings: string[] = []
+  const production = config.NODE_ENV === 'production'
+  for (const key of ['SESSION_SECRET', 'SESSION_HOST', 'SESSION_USER', 'SESSION_DATABASE', 'AUTH_USERS_FILE'] as const) {
+    if (config[key] === '') delete config[key]
+  }
+
+  const secret = config.SESSION_SECRET
+  if (secret === undefined) {
+    if (production) throw new ConfigError('SESSION_SECRET is required when NODE_ENV=production')
+    config.SESSION_SECRET = randomBytes(32).toString('base64url')
+    warnings.push('SESSION_SECRET is not set: using a random secret, so sessions end when this process stops')
+  } else if (production && SAMPLE_SECRETS.has(secret.trim().toLowerCase())) {
+    throw new ConfigError('SESSION_SECRET must not be a published sample value')
+  } else if (production && secret.length < MIN_PRODUCTION_SECRET_LENGTH) {
+    throw new ConfigError(`SESSION_SECRET must be at least ${MIN_PRODUCTION_SECRET_LENGTH} characters when NODE_ENV=production`)
+  }
+
+  if (config.SESSION_HOST === undefined) {
+    if (production) throw new ConfigError('SESSION_HOST is required when NODE_ENV=production (the in-memory store loses every session on restart)')
+    warnings.push('SESSION_HOST is not set: sessions are kept in memory and vanish when this process stops')
+  } else {
+    if (config.SESSION_USER === undefined) throw new ConfigError('SESSION_USER is required when SESSION_HOST is set')
+    if (config.SESSION_DATABASE === undefined) throw new ConfigError('SESSION_DATABASE is required when SESSION_HOST is set')
+  }
+
+  if (config.SESSION_COOKIE_SAMESITE === 'none' && config.SESSION_COOKIE_SECURE === 'false') {
+    throw new ConfigError('SESSION_COOKIE_SAMESITE=none needs SESSION_COOKIE_SECURE=true or auto (browsers drop SameSite=None cookies that are not Secure)')
+  }
+
+  try {
+    trustProxyFunction(config)
+  } catch {
+    throw new ConfigError('TRUST_PROXY must be true, false, a hop count or comma-separated addresses/CIDRs')
+  }
+
+  if (config.SESSION_TOUCH_AFTER !== undefined && config.SESSION_TOUCH_AFTER >= config.SESSION_MAX_AGE) {
+    throw new ConfigError('SESSION_TOUCH_AFTER must be less than SESSION_MAX_AGE')
+  }
+
+  for (const origin of splitList(config.CORS_ORIGINS)) {
+    if (!isOrigin(origin)) throw new ConfigError(`CORS_ORIGINS must list origins such as https://app.example.com (got an entry that is not one)`)
+  }
+  return warnings
+}
+
+function isOrigin (value: string): boolean {
+  try {
+    const url = new URL(value)
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Reads, validates and completes the configuration for code that runs outside Fastify (scripts,
+ * CLIs): the seed's `config` module. The server itself validates through `@fastify/env`.
+ */
+export function loadConfig (source?: ConfigSource): { config: Config, warnings: string[] } {
+  let config: Config
+  try {
+    config = envSchema<Config>(envOptions(source))
+  } catch (error) {
+    throw asConfigError(error)
+  }
+  const warnings = finalizeConfig(config)
+  return { config, warnings }
+}
+
+/** env-schema throws a plain Error with Ajv's `errors`; give it the one-line message we promise. */
+export function asConfigError (error: unknown): unknown {
+  const errors = (error as { errors?: unknown } | undefined)?.errors
+  return Array.isArray(errors) ? new ConfigError(describeValidationErrors(errors as ErrorObject[])) : error
+}

@@ -1,0 +1,74 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+
+// Each property carries the `errorMessage` (ajv-errors) that a bad value produces, so the message a
+// person reads at start-up lives next to the rule it explains. The type below is derived from this
+// schema, never written a second time.
+
+function choice<const T extends readonly string[]> (values: T, defaultValue: T[number]) {
+  return Type.Unsafe<T[number]>({
+    type: 'string',
+    enum: [...values],
+    default: defaultValue,
+    errorMessage: `must be one of ${values.join(', ')}`
+  })
+}
+
+function integer (minimum: number, maximum: number, defaultValue: number, rule: string) {
+  return Type.Integer({ minimum, maximum, default: defaultValue, errorMessage: `must be ${rule}` })
+}
+
+function optional<T extends TSchema> (schema: T) {
+  return Type.Optional(schema)
+}
+
+const MAX_MS = 10 * 365 * 24 * 3600 * 1000 // ten years: anything beyond is a typo, not a policy
+
+export const configSchema = Type.Object({
+  NODE_ENV: choice(['development', 'production', 'test'] as const, 'development'),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0', errorMessage: 'must be a host name or address' }),
+  PORT: integer(0, 65535, 9000, 'an integer 0-65535'),
+  LOG_LEVEL: choice(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+  TRUST_PROXY: Type.String({ default: 'false', errorMessage: 'must be a string' }),
+
+  SESSION_SECRET: optional(Type.String({ errorMessage: 'must be a string' })),
+  SESSION_PREVIOUS_SECRETS: Type.String({ default: '', errorMessage: 'must be a comma-separated list' }),
+
+  SESSION_HOST: optional(Type.String({ errorMessage: 'must be a host name or address' })),
+  SESSION_PORT: integer(1, 65535, 3306, 'an integer 1-65535'),
+  SESSION_USER: optional(Type.String({ errorMessage: 'must be a string' })),
+  SESSION_PASSWORD: Type.String({ default: '', errorMessage: 'must be a string' }),
+  SESSION_DATABASE: optional(Type.String({
+    pattern: '^[A-Za-z0-9_$-]{1,64}$',
+    errorMessage: 'must be 1-64 characters of A-Z, a-z, 0-9, _, $ or -'
+  })),
+  SESSION_TABLE: Type.String({
+    pattern: '^[A-Za-z0-9_]{1,64}$',
+    default: 'sessions',
+    errorMessage: 'must match ^[A-Za-z0-9_]{1,64}$'
+  }),
+
+  SESSION_MAX_AGE: integer(1000, MAX_MS, 2628000000, 'an integer number of milliseconds, at least 1000'),
+  SESSION_ABSOLUTE_TIMEOUT: integer(0, MAX_MS, 0, 'an integer number of milliseconds (0 turns it off)'),
+  SESSION_TOUCH_AFTER: optional(Type.Integer({
+    minimum: 0,
+    maximum: MAX_MS,
+    errorMessage: 'must be an integer number of milliseconds'
+  })),
+  SESSION_CLEANUP_INTERVAL: integer(0, MAX_MS, 900000, 'an integer number of milliseconds (0 turns cleanup off)'),
+  SESSION_RESAVE: Type.Boolean({ default: false, errorMessage: 'must be true or false' }),
+  SESSION_SAVE_UNINITIALIZED: Type.Boolean({ default: true, errorMessage: 'must be true or false' }),
+
+  SESSION_COOKIE_NAME: Type.String({
+    // RFC 6265 token characters
+    pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$",
+    default: 'sid',
+    errorMessage: 'must be 1-64 cookie-name characters (letters, digits, !#$%&\'*+-.^_`|~)'
+  }),
+  SESSION_COOKIE_SECURE: choice(['true', 'false', 'auto'] as const, 'true'),
+  SESSION_COOKIE_SAMESITE: choice(['lax', 'strict', 'none'] as const, 'lax'),
+
+  CORS_ORIGINS: Type.String({ default: '', errorMessage: 'must be a comma-separated list of origins' }),
+  AUTH_USERS_FILE: optional(Type.String({ minLength: 1, errorMessage: 'must be a file path' }))
+})
+
+export type Config = Static<typeof configSchema>

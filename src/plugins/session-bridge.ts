@@ -1,0 +1,80 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { promisify } from 'node:util'
+import fastifyExpress from '@fastify/express'
+import session from 'express-session'
+import fp from 'fastify-plugin'
+import { cookieSecure, sessionSecrets } from '../config/config.js'
+import { persistedExpiry } from '../session/persisted.js'
+import type { RequestSession } from '../session/session-data.js'
+
+/** The session as it was when the route started: tells whether the route changed it. */
+interface Snapshot {
+  id: string
+  hash: string
+}
+
+/**
+ * Mounts express-session through @fastify/express for the routes registered in the same scope
+ * (health, docs and metrics live outside it and never pay for it). Three things are added on top:
+ * - with a Secure cookie, a plain-HTTP request gets no session at all: express-session would
+ *   otherwise create and store one whose cookie it then refuses to send (a row per request);
+ * - a session that must be written is written before the response starts, so a store failure
+ *   becomes a 503 without Set-Cookie instead of a 200 with a cookie for a session that was lost;
+ * - session responses are `Cache-Control: no-store`.
+ */
+export default fp(async function sessionBridge (fastify) {
+  const config = fastify.config
+  const secure = cookieSecure(config)
+  const middleware = session({
+    name: config.SESSION_COOKIE_NAME,
+    secret: sessionSecrets(config),
+    store: fastify.sessionStore,
+    resave: config.SESSION_RESAVE,
+    saveUninitialized: config.SESSION_SAVE_UNINITIALIZED,
+    // The cookie follows the idle timeout: each answer extends it, as the store's expiry is.
+    rolling: true,
+    cookie: {
+      path: '/',
+      httpOnly: true,
+      secure,
+      sameSite: config.SESSION_COOKIE_SAMESITE,
+      maxAge: config.SESSION_MAX_AGE
+    }
+  })
+  const snapshots = new WeakMap<IncomingMessage, Snapshot>()
+
+  await fastify.register(fastifyExpress)
+  fastify.use((req: IncomingMessage & { protocol?: string }, res: ServerResponse, next: (error?: unknown) => void) => {
+    if (secure === true && req.protocol !== 'https') return next()
+    middleware(req as never, res as never, (error?: unknown) => {
+      const current = req.session
+      if (!error && current) {
+        current.createdAt ??= Date.now()
+        snapshots.set(req, { id: current.id, hash: hashSession(current) })
+      }
+      next(error)
+    })
+  })
+
+  fastify.addHook('onRequest', async (_request, reply) => {
+    reply.header('cache-control', 'no-store')
+  })
+
+  fastify.addHook('onSend', async (request) => {
+    const current = request.raw.session
+    const snapshot = snapshots.get(request.raw)
+    if (!current || !snapshot) return
+    const modified = current.id !== snapshot.id || hashSession(current) !== snapshot.hash
+    const neverStored = persistedExpiry(current) === undefined
+    if (modified || config.SESSION_RESAVE || (neverStored && config.SESSION_SAVE_UNINITIALIZED)) {
+      await promisify(current.save.bind(current))()
+    }
+  })
+}, { name: 'session-bridge', dependencies: ['config', 'session-store'] })
+
+/** What express-session itself compares to decide a session was modified: everything but the cookie. */
+function hashSession (current: RequestSession): string {
+  return JSON.stringify(current, function (this: unknown, key, value: unknown) {
+    return this === current && key === 'cookie' ? undefined : value
+  })
+}

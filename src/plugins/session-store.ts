@@ -1,0 +1,52 @@
+import fp from 'fastify-plugin'
+import { touchAfterMs, usesDatabase } from '../config/config.js'
+import { scheduleCleanup } from '../session/cleanup.js'
+import type { ManagedStore } from '../session/managed-store.js'
+import { MemorySessionStore } from '../session/memory-store.js'
+import { createSessionPool, STORE_DEADLINE_MS } from '../session/mysql-pool.js'
+import { MysqlSessionStore } from '../session/mysql-store.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    sessionStore: ManagedStore
+  }
+}
+
+/**
+ * The session store: MySQL/MariaDB when SESSION_HOST is set, memory otherwise. A database that is
+ * down at start does not stop the server: the table is created when it first answers.
+ */
+export default fp(async function sessionStorePlugin (fastify) {
+  const config = fastify.config
+  const log = fastify.log.child({ component: 'session-store' })
+
+  if (!usesDatabase(config)) {
+    const store = new MemorySessionStore(config.SESSION_MAX_AGE)
+    fastify.decorate('sessionStore', store)
+    const stopCleanup = scheduleCleanup(store, config.SESSION_CLEANUP_INTERVAL, log)
+    fastify.addHook('onClose', stopCleanup)
+    return
+  }
+
+  const pool = createSessionPool(config)
+  const store = new MysqlSessionStore({
+    pool,
+    database: config.SESSION_DATABASE as string,
+    table: config.SESSION_TABLE,
+    maxAgeMs: config.SESSION_MAX_AGE,
+    touchAfterMs: touchAfterMs(config),
+    deadlineMs: STORE_DEADLINE_MS,
+    log
+  })
+  fastify.decorate('sessionStore', store)
+  try {
+    await store.ping()
+  } catch (error) {
+    log.warn({ err: error }, 'the session database does not answer; session routes answer 503 until it does')
+  }
+  const stopCleanup = scheduleCleanup(store, config.SESSION_CLEANUP_INTERVAL, log)
+  fastify.addHook('onClose', async () => {
+    await stopCleanup()
+    await pool.end()
+  })
+}, { name: 'session-store', dependencies: ['config'] })

@@ -1,0 +1,24 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { ManagedStore } from './managed-store.js'
+
+/**
+ * Runs the store's expired-session cleanup every `intervalMs` (0: never). The timer is unref'd so
+ * it never keeps the process alive, a run never overlaps the previous one, and a failure is logged
+ * and retried next time instead of escaping into the timer. Returns the function that stops it
+ * and waits for a run in progress.
+ */
+export function scheduleCleanup (store: ManagedStore, intervalMs: number, log: FastifyBaseLogger): () => Promise<void> {
+  if (intervalMs === 0) return async () => {}
+  let running: Promise<void> | undefined
+  const timer = setInterval(() => {
+    running ??= store.cleanupExpired()
+      .then((removed) => { if (removed > 0) log.info({ removed }, 'removed expired sessions') })
+      .catch((error: unknown) => { log.warn({ err: error }, 'expired-session cleanup failed; retrying at the next interval') })
+      .finally(() => { running = undefined })
+  }, intervalMs)
+  timer.unref()
+  return async () => {
+    clearInterval(timer)
+    await running
+  }
+}

@@ -1,0 +1,18 @@
+import type { Store } from 'express-session'
+
+/** What the app needs from a session store beyond express-session's Store interface. */
+export interface ManagedStore extends Store {
+  /** Resolves when the store answers within `deadlineMs`; rejects with StoreUnavailableError otherwise. */
+  ping (deadlineMs?: number): Promise<void>
+  /** Removes expired sessions; resolves with how many went (0 when another instance is on it). */
+  cleanupExpired (): Promise<number>
+}
+
+export type Callback<T> = (error: unknown, value?: T) => void
+
+/** express-session calls stores with callbacks; the stores here are written with promises. */
+export function settle<T> (work: Promise<T>, callback?: Callback<T>): Promise<T> | undefined {
+  if (!callback) return work
+  work.then((value) => callback(null, value), (error: unknown) => callback(error))
+  return undefined
+}

@@ -1,0 +1,199 @@
+import { createHash } from 'node:crypto'
+import expressSession, { type SessionData } from 'express-session'
+import mysqlStoreFactory from 'express-mysql-session'
+import { escapeId, type Pool, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
+import type { FastifyBaseLogger } from 'fastify'
+import { settle, type Callback, type ManagedStore } from './managed-store.js'
+import { expiresSeconds, markPersisted, persistedExpiry } from './persisted.js'
+import { parseStoredSession, sessionFingerprint } from './stored-data.js'
+import { withDeadline } from './store-errors.js'
+import { createOrUpgradeTable } from './table.js'
+
+const MySQLStore = mysqlStoreFactory(expressSession)
+
+const CLEANUP_BATCH = 10000
+const CLEANUP_QUERY_TIMEOUT_MS = 30000
+
+export interface MysqlSessionStoreOptions {
+  pool: Pool
+  /** Used for the cleanup lock's name, so instances on other databases do not wait on each other. */
+  database: string
+  table: string
+  maxAgeMs: number
+  /** An unmodified session's stored expiry is rewritten only once it lags by more than this. */
+  touchAfterMs: number
+  /** No request waits longer than this for the database. */
+  deadlineMs: number
+  log: FastifyBaseLogger
+}
+
+interface SessionRow extends RowDataPacket {
+  data: string | null
+  expires: number
+}
+
+/**
+ * express-mysql-session's store on the project's own mysql2 pool, with its weak spots replaced:
+ * - every query has a deadline, so an outage is a quick StoreUnavailableError, never a hang;
+ * - a save of a session that came from the store only updates, so a slow request finishing after
+ *   logout cannot insert the deleted row again (the base class upserts);
+ * - touch writes only when the stored expiry lags by more than `touchAfterMs`;
+ * - corrupted rows become a fresh session and a warning instead of an exception;
+ * - cleanup deletes in batches through the `expires` index, one instance at a time, and never
+ *   throws into a timer.
+ * The table is created or upgraded on first use, so a database that is down at start is picked up
+ * when it comes back.
+ */
+export class MysqlSessionStore extends MySQLStore implements ManagedStore {
+  private readonly pool: Pool
+  private readonly log: FastifyBaseLogger
+  private readonly settings: MysqlSessionStoreOptions
+  private readonly sql: Record<'select' | 'upsert' | 'update' | 'touch' | 'destroy' | 'cleanup', string>
+  private readonly cleanupLock: string
+  private schemaReady: Promise<void> | undefined
+
+  constructor (settings: MysqlSessionStoreOptions) {
+    super({
+      clearExpired: false,
+      createDatabaseTable: false,
+      endConnectionOnClose: false,
+      expiration: settings.maxAgeMs,
+      schema: { tableName: settings.table }
+    }, settings.pool)
+    this.pool = settings.pool
+    this.log = settings.log
+    this.settings = settings
+    const table = escapeId(settings.table)
+    this.sql = {
+      select: `SELECT data, expires FROM ${table} WHERE session_id = ?`,
+      upsert: `INSERT INTO ${table} (session_id, expires, data) VALUES (?, ?, ?)
+               ON DUPLICATE KEY UPDATE expires = VALUES(expires), data = VALUES(data)`,
+      update: `UPDATE ${table} SET expires = ?, data = ? WHERE session_id = ?`,
+      touch: `UPDATE ${table} SET expires = ? WHERE session_id = ?`,
+      destroy: `DELETE FROM ${table} WHERE session_id = ?`,
+      cleanup: `DELETE FROM ${table} WHERE expires < ? LIMIT ${CLEANUP_BATCH}`
+    }
+    this.cleanupLock = 'session-cleanup:' + createHash('sha256').update(`${settings.database}.${settings.table}`).digest('hex').slice(0, 40)
+  }
+
+  /** Creates or upgrades the table once; after a failure the next operation tries again. */
+  prepare (): Promise<void> {
+    this.schemaReady ??= createOrUpgradeTable(this.pool, this.settings.table).catch((error: unknown) => {
+      this.schemaReady = undefined
+      throw error
+    })
+    return this.schemaReady
+  }
+
+  async ping (deadlineMs = this.settings.deadlineMs): Promise<void> {
+    await this.run('ping', () => this.pool.query('SELECT 1'), deadlineMs)
+  }
+
+  override get (sid: string, callback?: Callback<SessionData | null>) {
+    return settle(this.read(sid), callback)
+  }
+
+  override set (sid: string, session: SessionData, callback?: Callback<void>) {
+    return settle(this.write(sid, session), callback)
+  }
+
+  override touch (sid: string, session: SessionData, callback?: Callback<void>) {
+    return settle(this.lazyTouch(sid, session), callback)
+  }
+
+  override destroy (sid: string, callback?: Callback<void>) {
+    return settle(this.remove(sid), callback)
+  }
+
+  /** Keeps the stored expiry that `read` found on the Session express-session builds from it. */
+  override createSession (req: Parameters<expressSession.Store['createSession']>[0], data: SessionData) {
+    const session = super.createSession(req, data)
+    const stored = persistedExpiry(data)
+    if (stored !== undefined) markPersisted(session, stored)
+    return session
+  }
+
+  /** Used by the base class's `length`, `all` and `clear`: give them the same deadline. */
+  override query (sql: string, params?: unknown[]): Promise<[unknown, unknown]> {
+    return this.run('query', () => this.pool.query(sql, params))
+  }
+
+  async cleanupExpired (): Promise<number> {
+    await this.prepare()
+    const connection = await withDeadline('cleanup connection', this.settings.deadlineMs, () => this.pool.getConnection())
+    try {
+      const [[lock]] = await connection.query<RowDataPacket[]>('SELECT GET_LOCK(?, 0) AS acquired', [this.cleanupLock])
+      if (lock?.acquired !== 1) return 0
+      try {
+        let removed = 0
+        for (;;) {
+          const [result] = await connection.query<ResultSetHeader>({
+            sql: this.sql.cleanup,
+            values: [Math.floor(Date.now() / 1000)],
+            timeout: CLEANUP_QUERY_TIMEOUT_MS
+          })
+          removed += result.affectedRows
+          if (result.affectedRows < CLEANUP_BATCH) return removed
+        }
+      } finally {
+        await connection.query('DO RELEASE_LOCK(?)', [this.cleanupLock])
+      }
+    } finally {
+      connection.release()
+    }
+  }
+
+  private async read (sid: string): Promise<SessionData | null> {
+    const [rows] = await this.run('read', () => this.pool.execute<SessionRow[]>(this.sql.select, [sid]))
+    const row = rows[0]
+    // The idle timeout is the stored expiry, whatever the client's cookie claims.
+    if (!row || row.expires * 1000 <= Date.now()) return null
+    const data = parseStoredSession(row.data)
+    if (!data) {
+      this.log.warn({ session: sessionFingerprint(sid) }, 'discarded a corrupted session row; the client gets a fresh session')
+      this.remove(sid).catch(() => { /* the cleanup job removes it later */ })
+      return null
+    }
+    markPersisted(data, row.expires)
+    return data
+  }
+
+  private async write (sid: string, session: SessionData): Promise<void> {
+    const expires = expiresSeconds(session, this.settings.maxAgeMs)
+    const data = JSON.stringify(session)
+    if (persistedExpiry(session) === undefined) {
+      await this.run('insert', () => this.pool.execute(this.sql.upsert, [sid, expires, data]))
+    } else {
+      const [result] = await this.run('update', () => this.pool.execute<ResultSetHeader>(this.sql.update, [expires, data, sid]))
+      if (result.affectedRows === 0) {
+        this.log.info({ session: sessionFingerprint(sid) }, 'session ended while this request ran; not writing it back')
+        return
+      }
+    }
+    markPersisted(session, expires)
+  }
+
+  /** Best effort: it runs after the response is on its way, so a failure is logged, not thrown. */
+  private async lazyTouch (sid: string, session: SessionData): Promise<void> {
+    const expires = expiresSeconds(session, this.settings.maxAgeMs)
+    const stored = persistedExpiry(session)
+    if (stored !== undefined && (expires - stored) * 1000 < this.settings.touchAfterMs) return
+    try {
+      await this.run('touch', () => this.pool.execute(this.sql.touch, [expires, sid]))
+      markPersisted(session, expires)
+    } catch (error) {
+      this.log.warn({ err: error }, 'could not extend a session expiry')
+    }
+  }
+
+  private async remove (sid: string): Promise<void> {
+    await this.run('destroy', () => this.pool.execute(this.sql.destroy, [sid]))
+  }
+
+  private run<T> (operation: string, work: () => Promise<T>, deadlineMs = this.settings.deadlineMs): Promise<T> {
+    return withDeadline(operation, deadlineMs, async () => {
+      await this.prepare()
+      return await work()
+    })
+  }
+}

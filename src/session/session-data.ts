@@ -1,0 +1,28 @@
+import type { Session, SessionData } from 'express-session'
+
+/** What this project keeps in a session, beside express-session's `cookie`. */
+declare module 'express-session' {
+  interface SessionData {
+    /** ms since the epoch when the session was created (reset at login). */
+    createdAt: number
+    /** Present once the client has logged in. */
+    user: SessionUser
+  }
+}
+
+export interface SessionUser {
+  name: string
+}
+
+/** The session as routes see it: express-session's object with this project's fields. */
+export type RequestSession = Session & Partial<SessionData>
+
+// The bridge hands Fastify the raw Node request that express-session decorated; type it there so
+// routes read `request.raw.session` without casts. It is absent when no session applies to the
+// request (for example a Secure cookie over plain HTTP).
+declare module 'node:http' {
+  interface IncomingMessage {
+    session?: RequestSession
+    sessionID?: string
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * The session store did not answer in time or failed. Answered as 503 with Retry-After; the cause
+ * stays in the server log (without SQL text) and never reaches the client.
+ */
+export class StoreUnavailableError extends Error {
+  override name = 'StoreUnavailableError'
+  readonly statusCode = 503
+  readonly retryAfterSeconds = 5
+
+  constructor (operation: string, cause?: unknown) {
+    super(`session store unavailable (${operation})`, { cause: scrubDatabaseError(cause) })
+  }
+}
+
+/**
+ * Rejects with StoreUnavailableError after `ms`; the work itself is not cancelled, but no request
+ * waits for it any longer (a pool queue can otherwise hold a request for as long as the database
+ * stalls).
+ */
+export async function withDeadline<T> (operation: string, ms: number, work: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new StoreUnavailableError(`${operation} took longer than ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([work().catch((error: unknown) => {
+      throw error instanceof StoreUnavailableError ? error : new StoreUnavailableError(operation, error)
+    }), deadline])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** mysql2 errors carry the SQL text and bound values; keep only what helps an operator. */
+export function scrubDatabaseError (error: unknown): unknown {
+  if (!(error instanceof Error)) return error
+  const { code, errno, sqlState } = error as Error & { code?: string, errno?: number, sqlState?: string }
+  const scrubbed = new Error(error.message.replace(/'[^']*'/g, "'…'"))
+  scrubbed.name = error.name
+  Object.assign(scrubbed, { code, errno, sqlState })
+  return scrubbed
+}

@@ -1,0 +1,37 @@
+import { createHash } from 'node:crypto'
+import type { SessionData } from 'express-session'
+
+const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
+
+/**
+ * Parses a row's `data` column. Anything express-session could choke on or be polluted by (not
+ * JSON, not an object, no cookie, `__proto__` keys that `new Session()` would copy onto its own
+ * prototype) is refused with `undefined`, so the client gets a fresh session instead of a 5xx.
+ */
+export function parseStoredSession (text: unknown): SessionData | undefined {
+  if (typeof text !== 'string') return undefined
+  let polluted = false
+  let value: unknown
+  try {
+    value = JSON.parse(text, (key, inner: unknown) => {
+      if (FORBIDDEN_KEYS.has(key)) polluted = true
+      return inner
+    })
+  } catch {
+    return undefined
+  }
+  if (polluted || !isPlainObject(value)) return undefined
+  const cookie = value.cookie
+  if (!isPlainObject(cookie)) return undefined
+  if (cookie.expires !== undefined && cookie.expires !== null && Number.isNaN(new Date(cookie.expires as string).getTime())) return undefined
+  return value as unknown as SessionData
+}
+
+function isPlainObject (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** A short, non-reversible name for a session in logs: never log the id itself. */
+export function sessionFingerprint (sessionId: string): string {
+  return createHash('sha256').update(sessionId).digest('base64url').slice(0, 12)
+}

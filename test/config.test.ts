@@ -1,0 +1,131 @@
+import t from 'tap'
+import { buildApp } from '../src/app.js'
+import { ConfigError, cookieSecure, loadConfig, sessionSecrets, touchAfterMs, trustProxySetting } from '../src/config/config.js'
+import { baseEnv, type Env } from './helper.js'
+
+const database: Env = { SESSION_HOST: '127.0.0.1', SESSION_USER: 'root', SESSION_DATABASE: 'test' }
+const productionOk: Env = {
+  NODE_ENV: 'production',
+  SESSION_SECRET: 'a-production-secret-of-more-than-32-characters',
+  ...database
+}
+
+// One row per rule: the variables, and the exact line the process prints before it exits 1.
+const badValues: Array<[string, Env, string]> = [
+  ['database port not a number', { SESSION_PORT: 'abc' }, 'SESSION_PORT must be an integer 1-65535'],
+  ['database port too large', { SESSION_PORT: '70000' }, 'SESSION_PORT must be an integer 1-65535'],
+  ['database port zero', { SESSION_PORT: '0' }, 'SESSION_PORT must be an integer 1-65535'],
+  ['database port fractional', { SESSION_PORT: '33.5' }, 'SESSION_PORT must be an integer 1-65535'],
+  ['http port too large', { PORT: '65536' }, 'PORT must be an integer 0-65535'],
+  ['unknown NODE_ENV', { NODE_ENV: 'prod' }, 'NODE_ENV must be one of development, production, test'],
+  ['unknown log level', { LOG_LEVEL: 'loud' }, 'LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent'],
+  ['table name with a quote', { SESSION_TABLE: 'sessions`; DROP TABLE x' }, 'SESSION_TABLE must match ^[A-Za-z0-9_]{1,64}$'],
+  ['table name too long', { SESSION_TABLE: 'x'.repeat(65) }, 'SESSION_TABLE must match ^[A-Za-z0-9_]{1,64}$'],
+  ['database name with a space', { ...database, SESSION_DATABASE: 'my db' }, 'SESSION_DATABASE must be 1-64 characters of A-Z, a-z, 0-9, _, $ or -'],
+  ['max age not a number', { SESSION_MAX_AGE: 'month' }, 'SESSION_MAX_AGE must be an integer number of milliseconds, at least 1000'],
+  ['max age too short', { SESSION_MAX_AGE: '10' }, 'SESSION_MAX_AGE must be an integer number of milliseconds, at least 1000'],
+  ['negative absolute timeout', { SESSION_ABSOLUTE_TIMEOUT: '-1' }, 'SESSION_ABSOLUTE_TIMEOUT must be an integer number of milliseconds (0 turns it off)'],
+  ['resave not boolean', { SESSION_RESAVE: 'yes' }, 'SESSION_RESAVE must be true or false'],
+  ['saveUninitialized not boolean', { SESSION_SAVE_UNINITIALIZED: '2' }, 'SESSION_SAVE_UNINITIALIZED must be true or false'],
+  ['cookie secure unknown', { SESSION_COOKIE_SECURE: 'maybe' }, 'SESSION_COOKIE_SECURE must be one of true, false, auto'],
+  ['samesite unknown', { SESSION_COOKIE_SAMESITE: 'loose' }, 'SESSION_COOKIE_SAMESITE must be one of lax, strict, none'],
+  ['cookie name with a space', { SESSION_COOKIE_NAME: 'my sid' }, "SESSION_COOKIE_NAME must be 1-64 cookie-name characters (letters, digits, !#$%&'*+-.^_`|~)"],
+  ['touch-after not a number', { SESSION_TOUCH_AFTER: 'soon' }, 'SESSION_TOUCH_AFTER must be an integer number of milliseconds'],
+  ['cleanup interval negative', { SESSION_CLEANUP_INTERVAL: '-5' }, 'SESSION_CLEANUP_INTERVAL must be an integer number of milliseconds (0 turns cleanup off)'],
+  ['two bad values', { SESSION_PORT: 'x', PORT: 'y' }, 'PORT must be an integer 0-65535; SESSION_PORT must be an integer 1-65535'],
+  ['production without secret', { ...productionOk, SESSION_SECRET: undefined }, 'SESSION_SECRET is required when NODE_ENV=production'],
+  ['production with empty secret', { ...productionOk, SESSION_SECRET: '' }, 'SESSION_SECRET is required when NODE_ENV=production'],
+  ['production with a short secret', { ...productionOk, SESSION_SECRET: 'x'.repeat(31) }, 'SESSION_SECRET must be at least 32 characters when NODE_ENV=production'],
+  ['production with keyboard cat', { ...productionOk, SESSION_SECRET: 'keyboard cat' }, 'SESSION_SECRET must not be a published sample value'],
+  ['production with "secret"', { ...productionOk, SESSION_SECRET: 'secret' }, 'SESSION_SECRET must not be a published sample value'],
+  ['production with "changeme"', { ...productionOk, SESSION_SECRET: 'changeme' }, 'SESSION_SECRET must not be a published sample value'],
+  ['production with the .env.example secret', { ...productionOk, SESSION_SECRET: 'replace-me-with-at-least-32-random-characters' }, 'SESSION_SECRET must not be a published sample value'],
+  ['production without a database', { ...productionOk, SESSION_HOST: undefined }, 'SESSION_HOST is required when NODE_ENV=production (the in-memory store loses every session on restart)'],
+  ['database without user', { ...database, SESSION_USER: undefined }, 'SESSION_USER is required when SESSION_HOST is set'],
+  ['database without schema', { ...database, SESSION_DATABASE: undefined }, 'SESSION_DATABASE is required when SESSION_HOST is set'],
+  ['SameSite=None on an insecure cookie', { SESSION_COOKIE_SAMESITE: 'none', SESSION_COOKIE_SECURE: 'false' }, 'SESSION_COOKIE_SAMESITE=none needs SESSION_COOKIE_SECURE=true or auto (browsers drop SameSite=None cookies that are not Secure)'],
+  ['trust proxy garbage', { TRUST_PROXY: 'not-an-address' }, 'TRUST_PROXY must be true, false, a hop count or comma-separated addresses/CIDRs'],
+  ['touch-after not below max age', { SESSION_MAX_AGE: '60000', SESSION_TOUCH_AFTER: '60000' }, 'SESSION_TOUCH_AFTER must be less than SESSION_MAX_AGE'],
+  ['CORS origin with a path', { CORS_ORIGINS: 'http://localhost:5173/app' }, 'CORS_ORIGINS must list origins such as https://app.example.com (got an entry that is not one)']
+]
+
+t.test('every bad value stops start-up with a message naming the variable', async (t) => {
+  for (const [label, env, message] of badValues) {
+    t.throws(() => loadConfig({ ...env }), new ConfigError(message), label)
+  }
+})
+
+t.test('@fastify/env inside the app rejects the same values with the same message', async (t) => {
+  for (const [label, env, message] of badValues) {
+    await t.rejects(buildApp({ env: { LOG_LEVEL: 'silent', ...env } }), { name: 'ConfigError', message }, label)
+  }
+})
+
+t.test('defaults are the seed app\'s settings', async (t) => {
+  const { config, warnings } = loadConfig({})
+  t.equal(config.NODE_ENV, 'development')
+  t.equal(config.HOST, '0.0.0.0')
+  t.equal(config.PORT, 9000)
+  t.equal(config.SESSION_PORT, 3306)
+  t.equal(config.SESSION_TABLE, 'sessions')
+  t.equal(config.SESSION_MAX_AGE, 2628000000)
+  t.equal(config.SESSION_RESAVE, false)
+  t.equal(config.SESSION_SAVE_UNINITIALIZED, true)
+  t.equal(cookieSecure(config), true)
+  t.equal(config.SESSION_COOKIE_SAMESITE, 'lax')
+  t.not(config.SESSION_COOKIE_NAME, 'connect.sid')
+  t.equal(config.SESSION_ABSOLUTE_TIMEOUT, 0)
+  t.equal(trustProxySetting(config), false)
+  t.equal(touchAfterMs(config), 3600000)
+  t.match(config.SESSION_SECRET, /^[A-Za-z0-9_-]{43}$/, 'a random 256-bit secret outside production')
+  t.not(loadConfig({}).config.SESSION_SECRET, config.SESSION_SECRET, 'random per process start')
+  t.match(warnings, [/SESSION_SECRET is not set/, /SESSION_HOST is not set/])
+})
+
+t.test('values are parsed into what the libraries expect', async (t) => {
+  const { config } = loadConfig({
+    ...database,
+    SESSION_PORT: '3307',
+    SESSION_SECRET: 'new',
+    SESSION_PREVIOUS_SECRETS: 'old1, old2,,',
+    SESSION_RESAVE: 'true',
+    SESSION_SAVE_UNINITIALIZED: 'false',
+    SESSION_COOKIE_SECURE: 'auto',
+    TRUST_PROXY: '10.0.0.0/8, 127.0.0.1'
+  })
+  t.equal(config.SESSION_PORT, 3307)
+  t.same(sessionSecrets(config), ['new', 'old1', 'old2'])
+  t.equal(config.SESSION_RESAVE, true)
+  t.equal(config.SESSION_SAVE_UNINITIALIZED, false)
+  t.equal(cookieSecure(config), 'auto')
+  t.same(trustProxySetting(config), ['10.0.0.0/8', '127.0.0.1'])
+  t.equal(trustProxySetting(loadConfig({ TRUST_PROXY: '2' }).config), 2)
+  t.equal(trustProxySetting(loadConfig({ TRUST_PROXY: 'true' }).config), true)
+  t.equal(touchAfterMs(loadConfig({ SESSION_MAX_AGE: '60000' }).config), 6000, 'a short max age gets a proportionate touch interval')
+})
+
+t.test('an empty value means the default, as in a .env with `SESSION_PORT=`', async (t) => {
+  const { config } = loadConfig({ SESSION_PORT: '', SESSION_MAX_AGE: '', SESSION_HOST: '' })
+  t.equal(config.SESSION_PORT, 3306)
+  t.equal(config.SESSION_MAX_AGE, 2628000000)
+  t.equal(config.SESSION_HOST, undefined)
+})
+
+t.test('production starts with a long secret and a database', async (t) => {
+  const { config, warnings } = loadConfig(productionOk)
+  t.equal(config.NODE_ENV, 'production')
+  t.same(warnings, [])
+})
+
+t.test('variables the schema does not know are dropped, not passed on', async (t) => {
+  const { config } = loadConfig({ SOMETHING_ELSE: 'x' })
+  t.notOk('SOMETHING_ELSE' in config)
+})
+
+t.test('the app uses the values it validated', async (t) => {
+  const app = await buildApp({ env: { ...baseEnv, SESSION_TABLE: 'my_sessions', PORT: '1234' } })
+  t.teardown(() => app.close())
+  await app.ready()
+  t.equal(app.config.SESSION_TABLE, 'my_sessions')
+  t.equal(app.config.PORT, 1234)
+})

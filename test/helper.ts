@@ -1,0 +1,114 @@
+import { randomBytes } from 'node:crypto'
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import { createPool, type Pool, type RowDataPacket } from 'mysql2/promise'
+import type { Test } from 'tap'
+import { buildApp } from '../src/app.js'
+
+export type Env = Record<string, string | undefined>
+
+/** The server npm test found (see scripts/test.ts); a direct `npx tap` falls back to the local one. */
+export const databaseUrl = new URL(process.env.TEST_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306')
+
+export function serverEnv (url: URL = databaseUrl): Env {
+  return {
+    SESSION_HOST: url.hostname,
+    SESSION_PORT: url.port || '3306',
+    SESSION_USER: decodeURIComponent(url.username),
+    SESSION_PASSWORD: decodeURIComponent(url.password)
+  }
+}
+
+/** Variables every test starts from: quiet, a fixed secret, plain-HTTP cookies unless a test says otherwise. */
+export const baseEnv: Env = {
+  NODE_ENV: 'test',
+  LOG_LEVEL: 'silent',
+  SESSION_SECRET: 'test-secret-that-is-long-enough-for-production-0123456789',
+  SESSION_COOKIE_SECURE: 'false'
+}
+
+export interface TestDatabase {
+  name: string
+  /** SESSION_* variables that point at it. */
+  env: Env
+  /** A pool for the test's own checks, closed at teardown. */
+  pool: Pool
+}
+
+/** A database of the test's own, dropped at teardown. */
+export async function createTestDatabase (t: Test): Promise<TestDatabase> {
+  const name = `t_${randomBytes(6).toString('hex')}`
+  const admin = createPool({ ...connectionOf(databaseUrl), connectionLimit: 4 })
+  await admin.query(`CREATE DATABASE \`${name}\``)
+  const pool = createPool({ ...connectionOf(databaseUrl), database: name, connectionLimit: 4 })
+  t.teardown(async () => {
+    await pool.end()
+    await admin.query(`DROP DATABASE IF EXISTS \`${name}\``)
+    await admin.end()
+  })
+  return { name, env: { ...serverEnv(), SESSION_DATABASE: name }, pool }
+}
+
+function connectionOf (url: URL) {
+  return {
+    host: url.hostname,
+    port: Number(url.port || 3306),
+    user: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password)
+  }
+}
+
+/** An app built on the given variables (on top of `baseEnv`), ready, closed at teardown. */
+export async function build (t: Test, env: Env = {}): Promise<FastifyInstance> {
+  const app = await buildApp({ env: { ...baseEnv, ...env } })
+  t.teardown(() => app.close())
+  await app.ready()
+  return app
+}
+
+/** An app on a fresh database of its own. */
+export async function buildWithDatabase (t: Test, env: Env = {}): Promise<{ app: FastifyInstance, db: TestDatabase }> {
+  const db = await createTestDatabase(t)
+  const app = await build(t, { ...db.env, ...env })
+  return { app, db }
+}
+
+export async function countRows (db: TestDatabase, table = 'sessions'): Promise<number> {
+  const [rows] = await db.pool.query<RowDataPacket[]>(`SELECT COUNT(*) AS n FROM \`${table}\``)
+  return Number(rows[0]?.n)
+}
+
+/** `name=value` of the session cookie in a Set-Cookie header, ready to send back. */
+export function sessionCookie (setCookie: string | string[] | undefined, name = 'sid'): string | undefined {
+  const all = Array.isArray(setCookie) ? setCookie : setCookie ? [setCookie] : []
+  const found = all.find((cookie) => cookie.startsWith(`${name}=`))
+  return found?.split(';')[0]
+}
+
+export interface HttpResponse {
+  status: number
+  headers: IncomingHttpHeaders
+  body: string
+}
+
+/** A real HTTP request over a socket (for behaviour that `inject()` cannot show). */
+export function httpGet (url: string, headers: Record<string, string> = {}, method = 'GET', body?: string): Promise<HttpResponse> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => { text += chunk })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }))
+    })
+    req.on('error', reject)
+    req.end(body)
+  })
+}
+
+/** Listens on a free loopback port; returns the base URL. */
+export async function listen (app: FastifyInstance, host = '127.0.0.1'): Promise<string> {
+  await app.listen({ host, port: 0 })
+  const address = app.server.address() as AddressInfo
+  return `http://${host}:${address.port}`
+}
