@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http'
+import { request as sendRequest, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { createPool, type Pool, type RowDataPacket } from 'mysql2/promise'
@@ -90,20 +90,53 @@ export interface HttpResponse {
   status: number
   headers: IncomingHttpHeaders
   body: string
+  json: () => any
 }
 
-/** A real HTTP request over a socket (for behaviour that `inject()` cannot show). */
-export function httpGet (url: string, headers: Record<string, string> = {}, method = 'GET', body?: string): Promise<HttpResponse> {
+export interface RequestOptions {
+  method?: string
+  headers?: Record<string, string>
+  body?: unknown
+}
+
+/**
+ * A real HTTP request over a socket. Session routes are tested this way: Express (under
+ * @fastify/express) swaps the response prototype, so `inject()` loses their bodies
+ * (fastify/fastify-express#54), and cookies, proxies and slow clients need real sockets anyway.
+ */
+export function httpRequest (url: string, options: RequestOptions = {}): Promise<HttpResponse> {
+  const headers = { ...options.headers }
+  let payload: string | undefined
+  if (options.body !== undefined) {
+    payload = typeof options.body === 'string' ? options.body : JSON.stringify(options.body)
+    headers['content-type'] ??= 'application/json'
+  }
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+    const req = sendRequest(url, { method: options.method ?? 'GET', headers, agent: false }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => { text += chunk })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, json: () => JSON.parse(text) }))
     })
     req.on('error', reject)
-    req.end(body)
+    req.end(payload)
   })
+}
+
+/** A browser-like client: keeps the session cookie it is given and sends it back. */
+export class Client {
+  cookie: string | undefined
+
+  constructor (readonly base: string, readonly cookieName = 'sid') {}
+
+  async request (path: string, options: RequestOptions = {}): Promise<HttpResponse> {
+    const headers = { ...options.headers }
+    if (this.cookie && headers.cookie === undefined) headers.cookie = this.cookie
+    const res = await httpRequest(this.base + path, { ...options, headers })
+    const next = sessionCookie(res.headers['set-cookie'], this.cookieName)
+    if (next !== undefined) this.cookie = /^[^=]+=(;|$)/.test(next) ? undefined : next
+    return res
+  }
 }
 
 /** Listens on a free loopback port; returns the base URL. */
@@ -111,4 +144,11 @@ export async function listen (app: FastifyInstance, host = '127.0.0.1'): Promise
   await app.listen({ host, port: 0 })
   const address = app.server.address() as AddressInfo
   return `http://${host}:${address.port}`
+}
+
+/** An app on its own database, listening on loopback, with a client for it. */
+export async function serve (t: Test, env: Env = {}): Promise<{ app: FastifyInstance, db: TestDatabase, base: string, client: Client }> {
+  const { app, db } = await buildWithDatabase(t, env)
+  const base = await listen(app)
+  return { app, db, base, client: new Client(base, env.SESSION_COOKIE_NAME) }
 }

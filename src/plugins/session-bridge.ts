@@ -43,15 +43,22 @@ export default fp(async function sessionBridge (fastify) {
   })
   const snapshots = new WeakMap<IncomingMessage, Snapshot>()
 
+  // express-session gives the store a `generate(req)` and hashes the new session right after
+  // calling it; stamping the creation time inside it keeps an untouched new session "unmodified"
+  // (so saveUninitialized=false still stores nothing for a visit that changes nothing).
+  const store = fastify.sessionStore as typeof fastify.sessionStore & { generate: (req: IncomingMessage) => void }
+  const generate = store.generate.bind(store)
+  store.generate = (req) => {
+    generate(req)
+    if (req.session) req.session.createdAt = Date.now()
+  }
+
   await fastify.register(fastifyExpress)
   fastify.use((req: IncomingMessage & { protocol?: string }, res: ServerResponse, next: (error?: unknown) => void) => {
     if (secure === true && req.protocol !== 'https') return next()
     middleware(req as never, res as never, (error?: unknown) => {
       const current = req.session
-      if (!error && current) {
-        current.createdAt ??= Date.now()
-        snapshots.set(req, { id: current.id, hash: hashSession(current) })
-      }
+      if (!error && current) snapshots.set(req, { id: current.id, hash: hashSession(current) })
       next(error)
     })
   })

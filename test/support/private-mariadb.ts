@@ -25,14 +25,14 @@ export class PrivateMariaDb {
     this.dir = dir
   }
 
-  static async create (): Promise<PrivateMariaDb> {
+  static async create (port?: number): Promise<PrivateMariaDb> {
     if (!MARIADBD) throw new Error('mariadbd is not installed (apt-get install -y mariadb-server)')
     const dir = mkdtempSync(join(tmpdir(), 'private-mariadb-'))
     await execFileAsync('mariadb-install-db', [
       '--no-defaults', `--datadir=${join(dir, 'data')}`, '--user=root',
       '--auth-root-authentication-method=normal', '--skip-test-db'
     ])
-    const server = new PrivateMariaDb(await freePort(), dir)
+    const server = new PrivateMariaDb(port ?? await freePort(), dir)
     await server.start()
     return server
   }

@@ -1,0 +1,79 @@
+import { spawn } from 'node:child_process'
+import t from 'tap'
+import { baseEnv, createTestDatabase, httpRequest, type Env } from './helper.js'
+import { freePort } from './support/private-mariadb.js'
+
+interface Exit { code: number | null, stdout: string, stderr: string, ms: number }
+
+function run (args: string[], env: Env, onStdout?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Exit> {
+  const started = Date.now()
+  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+    // Only the variables given: the test must not depend on the developer's environment or .env.
+    env: { PATH: process.env.PATH, ...env },
+    cwd: new URL('fixtures/', import.meta.url).pathname
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString()
+    onStdout?.(stdout, child)
+  })
+  child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  return new Promise((resolve) => child.once('exit', (code) => resolve({ code, stdout, stderr, ms: Date.now() - started })))
+}
+
+const server = new URL('../src/server.ts', import.meta.url).pathname
+
+t.test('a bad variable: exit 1 and one line on stderr naming it, before listening', async (t) => {
+  const port = await freePort()
+  const result = await run([server], { SESSION_PORT: 'abc', PORT: String(port) })
+  t.equal(result.code, 1)
+  t.equal(result.stderr, 'SESSION_PORT must be an integer 1-65535\n')
+  t.notMatch(result.stdout, /listening/i)
+})
+
+t.test('production without a secret refuses to start', async (t) => {
+  const result = await run([server], { NODE_ENV: 'production', SESSION_HOST: '127.0.0.1', SESSION_USER: 'root', SESSION_DATABASE: 'x' })
+  t.equal(result.code, 1)
+  t.equal(result.stderr, 'SESSION_SECRET is required when NODE_ENV=production\n')
+})
+
+t.test('the server logs one line with its URL, serves, and exits 0 on SIGTERM and SIGINT', async (t) => {
+  const db = await createTestDatabase(t)
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    const port = await freePort()
+    let answered: number | undefined
+    const result = await run([server], { ...baseEnv, ...db.env, LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: String(port) }, (stdout, child) => {
+      if (answered === undefined && stdout.includes('Server listening')) {
+        answered = 0
+        httpRequest(`http://127.0.0.1:${port}/session`).then((res) => {
+          answered = res.status
+          child.kill(signal)
+        }, () => child.kill(signal))
+      }
+    })
+    t.equal(answered, 200, `served before ${signal}`)
+    t.equal(result.code, 0, `exit 0 on ${signal}`)
+    const listening = result.stdout.split('\n').filter((line) => line.includes('Server listening'))
+    t.equal(listening.length, 1, 'one listening line')
+    t.equal(JSON.parse(listening[0] as string).msg, `Server listening at http://127.0.0.1:${port}`)
+    t.notOk(result.stdout.includes('test-secret'), 'no secret in the log')
+  }
+})
+
+t.test('bound to 0.0.0.0 it still logs one listening line', async (t) => {
+  const port = await freePort()
+  const result = await run([server], { ...baseEnv, LOG_LEVEL: 'info', PORT: String(port) }, (stdout, child) => {
+    if (stdout.includes('Server listening')) setTimeout(() => child.kill('SIGTERM'), 200)
+  })
+  t.equal(result.code, 0)
+  t.equal(result.stdout.split('\n').filter((line) => line.includes('Server listening')).length, 1)
+})
+
+t.test('close() leaves nothing running: the process ends by itself', async (t) => {
+  const db = await createTestDatabase(t)
+  const result = await run(['close-and-wait.ts'], { TEST_ENV: JSON.stringify({ ...baseEnv, ...db.env, SESSION_CLEANUP_INTERVAL: '1000' }) })
+  t.equal(result.code, 0)
+  t.equal(result.stdout, 'served 200, closed\n')
+  t.ok(result.ms < 15000, `ended by itself in ${result.ms} ms`)
+})

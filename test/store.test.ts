@@ -1,0 +1,103 @@
+import { readFile } from 'node:fs/promises'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import type { RowDataPacket } from 'mysql2/promise'
+import t from 'tap'
+import { Client, build, countRows, createTestDatabase, listen, serve } from './helper.js'
+
+t.test('a session outlives the app: a restart on the same database keeps it', async (t) => {
+  const db = await createTestDatabase(t)
+  const first = await build(t, db.env)
+  const client = new Client(await listen(first))
+  const created = (await client.request('/session')).json().createdAt
+  await first.close()
+
+  const second = await build(t, db.env)
+  const again = new Client(await listen(second))
+  again.cookie = client.cookie
+  t.equal((await again.request('/session')).json().createdAt, created)
+  t.equal(await countRows(db), 1)
+})
+
+t.test('the table is express-mysql-session\'s, plus an index on expires', async (t) => {
+  const { db, client } = await serve(t)
+  await client.request('/session')
+  const [columns] = await db.pool.query<RowDataPacket[]>(
+    'SELECT column_name AS name, column_key AS k FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position',
+    [db.name, 'sessions'])
+  t.same(columns.map((c) => c.name), ['session_id', 'expires', 'data'])
+  t.equal(columns[0]?.k, 'PRI')
+  t.equal(columns[1]?.k, 'MUL', 'expires is indexed')
+  const [[row]] = await db.pool.query<RowDataPacket[]>('SELECT expires, data FROM sessions')
+  t.ok(Math.abs(Number(row?.expires) - (Date.now() + 2628000000) / 1000) < 5, 'expires in seconds')
+  t.match(JSON.parse(String(row?.data)), { cookie: { originalMaxAge: 2628000000, httpOnly: true, path: '/' } })
+})
+
+t.test('an existing express-mysql-session table is upgraded in place, idempotently', async (t) => {
+  const db = await createTestDatabase(t)
+  // The exact schema express-mysql-session 3 creates, with a row the seed app wrote.
+  const require = createRequire(import.meta.url)
+  const schema = await readFile(join(dirname(require.resolve('express-mysql-session')), 'schema.sql'), 'utf8')
+  await db.pool.query(schema)
+  const expires = Math.round(Date.now() / 1000) + 3600
+  await db.pool.query('INSERT INTO sessions VALUES (?, ?, ?)', ['legacy', expires, JSON.stringify({ cookie: { originalMaxAge: 3600000, expires: new Date(expires * 1000) }, views: 3 })])
+
+  await (await build(t, db.env)).close()
+  await (await build(t, db.env)).close()
+  const [indexes] = await db.pool.query<RowDataPacket[]>('SHOW INDEX FROM sessions WHERE Column_name = ?', ['expires'])
+  t.equal(indexes.length, 1, 'one index on expires after two starts')
+  t.equal(await countRows(db), 1, 'existing rows kept')
+})
+
+t.test('two instances creating the table at once both start', async (t) => {
+  const db = await createTestDatabase(t)
+  const apps = await Promise.all([build(t, db.env), build(t, db.env), build(t, db.env)])
+  for (const app of apps) t.equal((await app.inject({ url: '/health/ready' })).statusCode, 200)
+})
+
+t.test('SESSION_TABLE names the table', async (t) => {
+  const { db, client } = await serve(t, { SESSION_TABLE: 'web_sessions' })
+  await client.request('/session')
+  t.equal(await countRows(db, 'web_sessions'), 1)
+})
+
+t.test('expired rows are not served: the stored expiry is the idle timeout', async (t) => {
+  const { db, client } = await serve(t)
+  const first = (await client.request('/session')).json()
+  await db.pool.query('UPDATE sessions SET expires = ?', [Math.floor(Date.now() / 1000) - 1])
+  const next = (await client.request('/session')).json()
+  t.not(next.createdAt, first.createdAt, 'a fresh session replaces the expired one')
+})
+
+t.test('cleanup removes expired rows in batches and leaves live ones', async (t) => {
+  const { app, db } = await serve(t)
+  await app.sessionStore.ping()
+  const now = Math.floor(Date.now() / 1000)
+  const values = Array.from({ length: 25000 }, (_, i) => [`old${i}`, now - 10, '{"cookie":{}}'])
+  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES ?', [values])
+  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', ['live', now + 3600, '{"cookie":{}}'])
+  t.equal(await app.sessionStore.cleanupExpired(), 25000)
+  t.equal(await countRows(db), 1)
+})
+
+t.test('cleanup runs on one instance at a time', async (t) => {
+  const { app, db } = await serve(t)
+  await app.sessionStore.ping()
+  const [[lock]] = await db.pool.query<RowDataPacket[]>('SELECT CONCAT(?, SHA2(?, 256)) AS name', ['session-cleanup:', `${db.name}.sessions`])
+  const holder = await db.pool.getConnection()
+  t.teardown(() => holder.release())
+  await holder.query('SELECT GET_LOCK(?, 0)', [String(lock?.name).slice(0, 'session-cleanup:'.length + 40)])
+  await db.pool.query('INSERT INTO sessions VALUES (?, ?, ?)', ['old', 1, '{"cookie":{}}'])
+  t.equal(await app.sessionStore.cleanupExpired(), 0, 'another instance holds the lock: skip')
+  await holder.query('DO RELEASE_ALL_LOCKS()')
+  t.equal(await app.sessionStore.cleanupExpired(), 1)
+})
+
+t.test('the cleanup timer runs by itself', async (t) => {
+  const { app, db } = await serve(t, { SESSION_CLEANUP_INTERVAL: '200' })
+  await app.sessionStore.ping()
+  await db.pool.query('INSERT INTO sessions VALUES (?, ?, ?)', ['old', 1, '{"cookie":{}}'])
+  const started = Date.now()
+  while (await countRows(db) > 0 && Date.now() - started < 5000) await new Promise((resolve) => setTimeout(resolve, 100))
+  t.equal(await countRows(db), 0)
+})
