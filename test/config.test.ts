@@ -105,10 +105,13 @@ t.test('values are parsed into what the libraries expect', async (t) => {
 })
 
 t.test('an empty value means the default, as in a .env with `SESSION_PORT=`', async (t) => {
-  const { config } = loadConfig({ SESSION_PORT: '', SESSION_MAX_AGE: '', SESSION_HOST: '' })
+  const { config } = loadConfig({ SESSION_PORT: '', SESSION_MAX_AGE: '', SESSION_HOST: '', SESSION_TOUCH_AFTER: '', AUTH_USERS_FILE: '', SESSION_DATABASE: '' })
   t.equal(config.SESSION_PORT, 3306)
   t.equal(config.SESSION_MAX_AGE, 2628000000)
   t.equal(config.SESSION_HOST, undefined)
+  t.equal(config.SESSION_TOUCH_AFTER, undefined)
+  t.equal(config.AUTH_USERS_FILE, undefined)
+  t.equal(config.SESSION_DATABASE, undefined)
 })
 
 t.test('production starts with a long secret and a database', async (t) => {

@@ -1,16 +1,19 @@
 import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { baseEnv, createTestDatabase, httpRequest, type Env } from './helper.js'
 import { freePort } from './support/private-mariadb.js'
 
 interface Exit { code: number | null, stdout: string, stderr: string, ms: number }
 
-function run (args: string[], env: Env, onStdout?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Exit> {
+function run (args: string[], env: Env, onStdout?: (text: string, child: ReturnType<typeof spawn>) => void, cwd = fixtures): Promise<Exit> {
   const started = Date.now()
-  const child = spawn(process.execPath, ['--import', 'tsx', ...args], {
+  const child = spawn(process.execPath, ['--import', tsxLoader, ...args], {
     // Only the variables given: the test must not depend on the developer's environment or .env.
     env: { PATH: process.env.PATH, ...env },
-    cwd: new URL('fixtures/', import.meta.url).pathname
+    cwd
   })
   let stdout = ''
   let stderr = ''
@@ -23,6 +26,20 @@ function run (args: string[], env: Env, onStdout?: (text: string, child: ReturnT
 }
 
 const server = new URL('../src/server.ts', import.meta.url).pathname
+const fixtures = new URL('fixtures/', import.meta.url).pathname
+// Absolute, so a child started in another working directory still finds it.
+const tsxLoader = import.meta.resolve('tsx')
+
+t.test('.env in the working directory is read; the environment wins over it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'dotenv-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  writeFileSync(join(dir, '.env'), 'SESSION_PORT=abc\nSESSION_TABLE=bad-name\n')
+  const fromFile = await run([server], {}, undefined, dir)
+  t.equal(fromFile.code, 1)
+  t.equal(fromFile.stderr, 'SESSION_PORT must be an integer 1-65535; SESSION_TABLE must match ^[A-Za-z0-9_]{1,64}$\n')
+  const overridden = await run([server], { SESSION_PORT: '3306', SESSION_TABLE: 'ok' , PORT: 'x' }, undefined, dir)
+  t.equal(overridden.stderr, 'PORT must be an integer 0-65535\n', 'only the variable the environment got wrong')
+})
 
 t.test('a bad variable: exit 1 and one line on stderr naming it, before listening', async (t) => {
   const port = await freePort()

@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { parseEnv } from 'node:util'
 import { Ajv, type ErrorObject } from 'ajv'
 import ajvErrorsModule from 'ajv-errors'
 import envSchema from 'env-schema'
@@ -26,15 +28,12 @@ const DEFAULT_TOUCH_AFTER_MS = 3600000
 // ajv-errors is CommonJS with a `default` property; NodeNext types the default import as the module.
 const ajvErrors = ajvErrorsModule.default
 
-/**
- * Our own Ajv rather than env-schema's shared one: `useDefaults: 'empty'` makes `SESSION_PORT=` in a
- * .env mean "use the default", and ajv-errors replaces Ajv's generic messages with the schema's own.
- */
+/** env-schema's Ajv settings, plus ajv-errors so each property's own message replaces Ajv's. */
 function makeAjv (): Ajv {
   const ajv = new Ajv({
     allErrors: true,
     removeAdditional: true,
-    useDefaults: 'empty',
+    useDefaults: true,
     coerceTypes: true,
     allowUnionTypes: true
   })
@@ -42,15 +41,23 @@ function makeAjv (): Ajv {
   return ajv
 }
 
-/** The options both `@fastify/env` (inside the app) and `loadConfig` (scripts) validate with. */
+/**
+ * The options both `@fastify/env` (inside the app) and `loadConfig` (scripts) validate with. The
+ * sources are merged here rather than by env-schema so that an empty value (`SESSION_PORT=` in a
+ * .env) can mean "unset, use the default" instead of "invalid"; the environment wins over `.env`.
+ */
 export function envOptions (source: ConfigSource) {
-  const fromProcess = source === undefined
-  return {
-    schema: configSchema,
-    data: fromProcess ? {} : { ...source },
-    env: fromProcess,
-    dotenv: fromProcess,
-    ajv: makeAjv()
+  const merged = source ?? { ...readDotEnv(), ...process.env }
+  const data = Object.fromEntries(Object.entries(merged).filter(([, value]) => value !== undefined && value !== ''))
+  return { schema: configSchema, data, env: false, dotenv: false, ajv: makeAjv() }
+}
+
+function readDotEnv (path = '.env'): Record<string, string | undefined> {
+  try {
+    return parseEnv(readFileSync(path, 'utf8'))
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    throw error
   }
 }
 
@@ -107,9 +114,6 @@ export function splitList (value: string): string[] {
 export function finalizeConfig (config: Config): string[] {
   const warnings: string[] = []
   const production = config.NODE_ENV === 'production'
-  for (const key of ['SESSION_SECRET', 'SESSION_HOST', 'SESSION_USER', 'SESSION_DATABASE', 'AUTH_USERS_FILE'] as const) {
-    if (config[key] === '') delete config[key]
-  }
 
   const secret = config.SESSION_SECRET
   if (secret === undefined) {

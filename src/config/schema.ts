@@ -68,7 +68,7 @@ export const configSchema = Type.Object({
   SESSION_COOKIE_SAMESITE: choice(['lax', 'strict', 'none'] as const, 'lax'),
 
   CORS_ORIGINS: Type.String({ default: '', errorMessage: 'must be a comma-separated list of origins' }),
-  AUTH_USERS_FILE: optional(Type.String({ minLength: 1, errorMessage: 'must be a file path' }))
+  AUTH_USERS_FILE: optional(Type.String({ errorMessage: 'must be a file path' }))
 })
 
 export type Config = Static<typeof configSchema>
