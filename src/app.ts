@@ -1,16 +1,23 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { trustProxyFunction, type ConfigSource } from './config/config.js'
+import type { Authenticator } from './auth/authenticator.js'
+import apiDocs from './plugins/api-docs.js'
+import auth from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
 import errorHandler from './plugins/error-handler.js'
 import sessionBridge from './plugins/session-bridge.js'
 import sessionStore from './plugins/session-store.js'
 import healthRoutes from './routes/health.js'
+import loginRoutes from './routes/login.js'
 import sessionRoutes from './routes/session.js'
+import userSessionRoutes from './routes/user-sessions.js'
 
 export interface BuildAppOptions {
   /** Exactly these variables; when absent, the process environment and `.env`. */
   env?: ConfigSource
   logger?: FastifyServerOptions['logger']
+  /** Checks usernames and passwords; default: the htpasswd file named by AUTH_USERS_FILE. */
+  authenticator?: Authenticator
 }
 
 /**
@@ -31,11 +38,15 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   trusts = trustProxyFunction(app.config)
 
   await app.register(errorHandler)
+  await app.register(apiDocs)
   await app.register(sessionStore)
+  await app.register(auth, { authenticator: options.authenticator })
   await app.register(healthRoutes)
   await app.register(async function sessionScope (scope) {
     await scope.register(sessionBridge)
     await scope.register(sessionRoutes)
+    await scope.register(loginRoutes)
+    await scope.register(userSessionRoutes)
   })
   return app
 }

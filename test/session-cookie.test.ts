@@ -34,7 +34,7 @@ t.test('the response never carries the session id', async (t) => {
   const id = decodeURIComponent(client.cookie ?? '').slice('sid=s:'.length).split('.')[0] as string
   t.equal(id.length, 32)
   t.notOk(res.body.includes(id))
-  t.same(Object.keys(res.json()).sort(), ['authenticated', 'createdAt', 'expiresAt'])
+  t.same(Object.keys(res.json()).sort(), ['authenticated', 'createdAt', 'expiresAt', 'state'])
   t.equal(res.json().authenticated, false)
 })
 

@@ -25,7 +25,7 @@ t.test('the table is express-mysql-session\'s, plus an index on expires', async 
   const [columns] = await db.pool.query<RowDataPacket[]>(
     'SELECT column_name AS name, column_key AS k FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position',
     [db.name, 'sessions'])
-  t.same(columns.map((c) => c.name), ['session_id', 'expires', 'data'])
+  t.same(columns.map((c) => c.name), ['session_id', 'expires', 'data', 'user_name'])
   t.equal(columns[0]?.k, 'PRI')
   t.equal(columns[1]?.k, 'MUL', 'expires is indexed')
   const [[row]] = await db.pool.query<RowDataPacket[]>('SELECT expires, data FROM sessions')
@@ -87,7 +87,7 @@ t.test('cleanup runs on one instance at a time', async (t) => {
   const holder = await db.pool.getConnection()
   t.teardown(() => holder.release())
   await holder.query('SELECT GET_LOCK(?, 0)', [String(lock?.name).slice(0, 'session-cleanup:'.length + 40)])
-  await db.pool.query('INSERT INTO sessions VALUES (?, ?, ?)', ['old', 1, '{"cookie":{}}'])
+  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', ['old', 1, '{"cookie":{}}'])
   t.equal(await app.sessionStore.cleanupExpired(), 0, 'another instance holds the lock: skip')
   await holder.query('DO RELEASE_ALL_LOCKS()')
   t.equal(await app.sessionStore.cleanupExpired(), 1)
@@ -96,7 +96,7 @@ t.test('cleanup runs on one instance at a time', async (t) => {
 t.test('the cleanup timer runs by itself', async (t) => {
   const { app, db } = await serve(t, { SESSION_CLEANUP_INTERVAL: '200' })
   await app.sessionStore.ping()
-  await db.pool.query('INSERT INTO sessions VALUES (?, ?, ?)', ['old', 1, '{"cookie":{}}'])
+  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', ['old', 1, '{"cookie":{}}'])
   const started = Date.now()
   while (await countRows(db) > 0 && Date.now() - started < 5000) await new Promise((resolve) => setTimeout(resolve, 100))
   t.equal(await countRows(db), 0)

@@ -1,11 +1,12 @@
 import { STATUS_CODES } from 'node:http'
 import type { FastifyError } from 'fastify'
 import fp from 'fastify-plugin'
+import { HttpError } from '../http-error.js'
 import { StoreUnavailableError, scrubDatabaseError } from '../session/store-errors.js'
 
 /**
  * The one error handler: JSON `{statusCode, error, message}` for everything, with the message of
- * every 5xx replaced (no SQL, host or stack reaches a client), store failures as 503 with
+ * every unexpected 5xx replaced (no SQL, host or stack reaches a client), store failures as 503 with
  * Retry-After, and no session cookie on a failed answer.
  */
 export default fp(async function errorHandler (fastify) {
@@ -16,10 +17,11 @@ export default fp(async function errorHandler (fastify) {
       delete request.raw.session
       request.log[statusCode === 503 ? 'warn' : 'error']({ err: scrubDatabaseError(error) }, 'request failed')
     }
-    if (error instanceof StoreUnavailableError) reply.header('retry-after', String(error.retryAfterSeconds))
+    if (error instanceof StoreUnavailableError) reply.headers(error.headers)
+    if (error instanceof HttpError) reply.headers(error.options.headers ?? {})
     return reply.code(statusCode).send({
       statusCode,
-      error: STATUS_CODES[statusCode] ?? 'Error',
+      error: (error instanceof HttpError ? error.options.error : undefined) ?? STATUS_CODES[statusCode] ?? 'Error',
       message: messageFor(statusCode, error)
     })
   })
@@ -32,7 +34,7 @@ function statusOf (error: FastifyError): number {
 }
 
 function messageFor (statusCode: number, error: FastifyError): string {
-  if (statusCode < 500) return error.message
+  if (statusCode < 500 || error instanceof HttpError) return error.message
   if (statusCode === 503) return 'The session store is unavailable; retry later'
   return 'Something went wrong on our side'
 }

@@ -21,7 +21,7 @@ export default fp(async function sessionStorePlugin (fastify) {
   const log = fastify.log.child({ component: 'session-store' })
 
   if (!usesDatabase(config)) {
-    const store = new MemorySessionStore(config.SESSION_MAX_AGE)
+    const store = new MemorySessionStore({ maxAgeMs: config.SESSION_MAX_AGE, absoluteTimeoutMs: config.SESSION_ABSOLUTE_TIMEOUT })
     fastify.decorate('sessionStore', store)
     const stopCleanup = scheduleCleanup(store, config.SESSION_CLEANUP_INTERVAL, log)
     fastify.addHook('onClose', stopCleanup)
@@ -34,6 +34,7 @@ export default fp(async function sessionStorePlugin (fastify) {
     database: config.SESSION_DATABASE as string,
     table: config.SESSION_TABLE,
     maxAgeMs: config.SESSION_MAX_AGE,
+    absoluteTimeoutMs: config.SESSION_ABSOLUTE_TIMEOUT,
     touchAfterMs: touchAfterMs(config),
     deadlineMs: STORE_DEADLINE_MS,
     log

@@ -1,21 +1,35 @@
 import type { FastifyInstance } from 'fastify'
+import { HttpError } from '../http-error.js'
+import type { RequestSession } from '../session/session-data.js'
 import { sessionEndsAt } from '../session/timeouts.js'
+import { STATE_MAX_BYTES, anyJson, errorBody, sessionRouteErrors, userBody } from './schemas.js'
 
 const sessionView = {
   type: 'object',
   properties: {
     authenticated: { type: 'boolean' },
-    user: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] },
+    user: userBody,
     createdAt: { type: 'string', format: 'date-time' },
-    expiresAt: { type: 'string', format: 'date-time' }
+    expiresAt: { type: 'string', format: 'date-time' },
+    state: anyJson
   },
   required: ['authenticated']
 } as const
 
+/** The session a route may write to; absent when a Secure cookie cannot reach this client. */
+export function writableSession (session: RequestSession | undefined): RequestSession {
+  if (!session) throw new HttpError(403, 'This needs HTTPS: the session cookie is Secure (SESSION_COOKIE_SECURE=true)')
+  return session
+}
+
 /** Routes that read and change the client's own session; registered behind the session bridge. */
 export default async function sessionRoutes (fastify: FastifyInstance) {
   fastify.get('/session', {
-    schema: { summary: 'The current session, without its id', response: { 200: sessionView } }
+    schema: {
+      summary: 'The current session, without its id',
+      tags: ['session'],
+      response: { 200: sessionView, 503: errorBody }
+    }
   }, async (request) => {
     const current = request.raw.session
     if (!current) return { authenticated: false }
@@ -23,7 +37,28 @@ export default async function sessionRoutes (fastify: FastifyInstance) {
       authenticated: current.user !== undefined,
       user: current.user,
       createdAt: new Date(current.createdAt ?? Date.now()).toISOString(),
-      expiresAt: new Date(sessionEndsAt(current, fastify.config)).toISOString()
+      expiresAt: new Date(sessionEndsAt(current, fastify.config)).toISOString(),
+      state: current.state ?? null
     }
+  })
+
+  fastify.put('/session/state', {
+    // Fastify refuses anything much larger with 413 before parsing it.
+    bodyLimit: 16 * STATE_MAX_BYTES,
+    schema: {
+      summary: `Replace the client's own JSON state (at most ${STATE_MAX_BYTES} bytes serialized)`,
+      tags: ['session'],
+      body: anyJson,
+      response: { 200: anyJson, 400: errorBody, 413: errorBody, ...sessionRouteErrors }
+    }
+  }, async (request) => {
+    const current = writableSession(request.raw.session)
+    const state: unknown = request.body
+    if (state === undefined) throw new HttpError(400, 'Send the state as a JSON body (Content-Type: application/json)')
+    if (Buffer.byteLength(JSON.stringify(state)) > STATE_MAX_BYTES) {
+      throw new HttpError(413, `The state must be at most ${STATE_MAX_BYTES} bytes as JSON`)
+    }
+    current.state = state
+    return state
   })
 }

@@ -1,4 +1,12 @@
-import type { Store } from 'express-session'
+import type { SessionData, Store } from 'express-session'
+
+/** A live session as the store holds it. */
+export interface StoredSession {
+  id: string
+  data: SessionData
+  /** When the store will consider it expired unless it is used again, in ms since the epoch. */
+  expiresAt: number
+}
 
 /** What the app needs from a session store beyond express-session's Store interface. */
 export interface ManagedStore extends Store {
@@ -6,6 +14,10 @@ export interface ManagedStore extends Store {
   ping (deadlineMs?: number): Promise<void>
   /** Removes expired sessions; resolves with how many went (0 when another instance is on it). */
   cleanupExpired (): Promise<number>
+  /** Every live session of a logged-in user. */
+  sessionsOf (userName: string): Promise<StoredSession[]>
+  /** Ends every session of a user except `keepId`; resolves with how many ended. */
+  endSessionsOf (userName: string, keepId?: string): Promise<number>
 }
 
 export type Callback<T> = (error: unknown, value?: T) => void

@@ -1,14 +1,21 @@
 import expressSession, { type SessionData } from 'express-session'
-import { type Callback, type ManagedStore } from './managed-store.js'
+import { type Callback, type ManagedStore, type StoredSession } from './managed-store.js'
 import { expiresSeconds, markPersisted, persistedExpiry } from './persisted.js'
+import { isPastAbsoluteTimeout } from './timeouts.js'
+
+export interface MemorySessionStoreOptions {
+  maxAgeMs: number
+  absoluteTimeoutMs: number
+}
 
 /**
  * The development fallback when no database is configured: express-session's MemoryStore, with
- * the same "a late save cannot resurrect a deleted session" rule as the MySQL store, and a prune
- * so expired sessions do not pile up (MemoryStore only drops one when it is read).
+ * the MySQL store's rules (a late save cannot resurrect a deleted session, the absolute timeout,
+ * listing a user's sessions) and a prune so expired sessions do not pile up (MemoryStore only
+ * drops one when it is read).
  */
 export class MemorySessionStore extends expressSession.MemoryStore implements ManagedStore {
-  constructor (private readonly maxAgeMs: number) {
+  constructor (private readonly settings: MemorySessionStoreOptions) {
     super()
   }
 
@@ -22,9 +29,20 @@ export class MemorySessionStore extends expressSession.MemoryStore implements Ma
     })
   }
 
+  override get (sid: string, callback: Callback<SessionData | null>): void {
+    super.get(sid, (error, data) => {
+      if (data && isPastAbsoluteTimeout(data, this.settings.absoluteTimeoutMs)) {
+        this.destroy(sid)
+        callback(null, null)
+        return
+      }
+      callback(error, data)
+    })
+  }
+
   override createSession (req: Parameters<expressSession.Store['createSession']>[0], data: SessionData) {
     const session = super.createSession(req, data)
-    markPersisted(session, expiresSeconds(data, this.maxAgeMs))
+    markPersisted(session, expiresSeconds(data, this.settings.maxAgeMs))
     return session
   }
 
@@ -35,8 +53,27 @@ export class MemorySessionStore extends expressSession.MemoryStore implements Ma
       return
     }
     super.set(sid, session, (error?: unknown) => {
-      if (!error) markPersisted(session, expiresSeconds(session, this.maxAgeMs))
+      if (!error) markPersisted(session, expiresSeconds(session, this.settings.maxAgeMs))
       callback?.(error)
+    })
+  }
+
+  async sessionsOf (userName: string): Promise<StoredSession[]> {
+    const now = Date.now()
+    return this.entries().filter(({ data, expiresAt }) =>
+      data.user?.name === userName && expiresAt > now && !isPastAbsoluteTimeout(data, this.settings.absoluteTimeoutMs, now))
+  }
+
+  async endSessionsOf (userName: string, keepId?: string): Promise<number> {
+    const ending = this.entries().filter(({ id, data }) => data.user?.name === userName && id !== keepId)
+    for (const { id } of ending) delete this.sessionsById()[id]
+    return ending.length
+  }
+
+  private entries (): StoredSession[] {
+    return Object.entries(this.sessionsById()).map(([id, text]) => {
+      const data = JSON.parse(text) as SessionData
+      return { id, data, expiresAt: expiresSeconds(data, this.settings.maxAgeMs) * 1000 }
     })
   }
 
@@ -44,9 +81,8 @@ export class MemorySessionStore extends expressSession.MemoryStore implements Ma
     return Object.keys(this.sessionsById()).length
   }
 
-  // MemoryStore keeps its sessions in a plain object it does not declare in its types.
+  // MemoryStore keeps its sessions as JSON strings in a plain object it does not declare in its types.
   private sessionsById (): Record<string, string> {
     return (this as unknown as { sessions: Record<string, string> }).sessions
   }
 }
-

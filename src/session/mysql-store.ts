@@ -3,11 +3,12 @@ import expressSession, { type SessionData } from 'express-session'
 import mysqlStoreFactory from 'express-mysql-session'
 import { escapeId, type Pool, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 import type { FastifyBaseLogger } from 'fastify'
-import { settle, type Callback, type ManagedStore } from './managed-store.js'
+import { settle, type Callback, type ManagedStore, type StoredSession } from './managed-store.js'
 import { expiresSeconds, markPersisted, persistedExpiry } from './persisted.js'
 import { parseStoredSession, sessionFingerprint } from './stored-data.js'
 import { withDeadline } from './store-errors.js'
 import { createOrUpgradeTable } from './table.js'
+import { isPastAbsoluteTimeout } from './timeouts.js'
 
 const MySQLStore = mysqlStoreFactory(expressSession)
 
@@ -20,6 +21,8 @@ export interface MysqlSessionStoreOptions {
   database: string
   table: string
   maxAgeMs: number
+  /** Sessions older than this (from creation or login) are refused; 0 turns it off. */
+  absoluteTimeoutMs: number
   /** An unmodified session's stored expiry is rewritten only once it lags by more than this. */
   touchAfterMs: number
   /** No request waits longer than this for the database. */
@@ -28,6 +31,7 @@ export interface MysqlSessionStoreOptions {
 }
 
 interface SessionRow extends RowDataPacket {
+  session_id: string
   data: string | null
   expires: number
 }
@@ -48,7 +52,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
   private readonly pool: Pool
   private readonly log: FastifyBaseLogger
   private readonly settings: MysqlSessionStoreOptions
-  private readonly sql: Record<'select' | 'upsert' | 'update' | 'touch' | 'destroy' | 'cleanup', string>
+  private readonly sql: Record<'select' | 'upsert' | 'update' | 'touch' | 'destroy' | 'cleanup' | 'ofUser' | 'endOfUser', string>
   private readonly cleanupLock: string
   private schemaReady: Promise<void> | undefined
 
@@ -71,7 +75,10 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
       update: `UPDATE ${table} SET expires = ?, data = ? WHERE session_id = ?`,
       touch: `UPDATE ${table} SET expires = ? WHERE session_id = ?`,
       destroy: `DELETE FROM ${table} WHERE session_id = ?`,
-      cleanup: `DELETE FROM ${table} WHERE expires < ? LIMIT ${CLEANUP_BATCH}`
+      cleanup: `DELETE FROM ${table} WHERE expires < ? LIMIT ${CLEANUP_BATCH}`,
+      // Both through idx_user_name.
+      ofUser: `SELECT session_id, data, expires FROM ${table} WHERE user_name = ? AND expires > ?`,
+      endOfUser: `DELETE FROM ${table} WHERE user_name = ? AND session_id <> ?`
     }
     this.cleanupLock = 'session-cleanup:' + createHash('sha256').update(`${settings.database}.${settings.table}`).digest('hex').slice(0, 40)
   }
@@ -143,19 +150,44 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
     }
   }
 
+  async sessionsOf (userName: string): Promise<StoredSession[]> {
+    const now = Date.now()
+    const [rows] = await this.run('list', () => this.pool.execute<SessionRow[]>(this.sql.ofUser, [userName, Math.floor(now / 1000)]))
+    return rows.flatMap((row) => {
+      const data = parseStoredSession(row.data)
+      if (!data || isPastAbsoluteTimeout(data, this.settings.absoluteTimeoutMs, now)) return []
+      return [{ id: row.session_id, data, expiresAt: row.expires * 1000 }]
+    })
+  }
+
+  async endSessionsOf (userName: string, keepId = ''): Promise<number> {
+    const [result] = await this.run('end sessions', () => this.pool.execute<ResultSetHeader>(this.sql.endOfUser, [userName, keepId]))
+    return result.affectedRows
+  }
+
   private async read (sid: string): Promise<SessionData | null> {
     const [rows] = await this.run('read', () => this.pool.execute<SessionRow[]>(this.sql.select, [sid]))
     const row = rows[0]
-    // The idle timeout is the stored expiry, whatever the client's cookie claims.
+    // Both timeouts come from stored values, whatever the client's cookie claims: the idle one
+    // is the row's expiry, the absolute one counts from the stored creation (login) time.
     if (!row || row.expires * 1000 <= Date.now()) return null
     const data = parseStoredSession(row.data)
     if (!data) {
       this.log.warn({ session: sessionFingerprint(sid) }, 'discarded a corrupted session row; the client gets a fresh session')
-      this.remove(sid).catch(() => { /* the cleanup job removes it later */ })
+      this.forget(sid)
+      return null
+    }
+    if (isPastAbsoluteTimeout(data, this.settings.absoluteTimeoutMs)) {
+      this.forget(sid)
       return null
     }
     markPersisted(data, row.expires)
     return data
+  }
+
+  /** Deletes a row this request will not use; if that fails, the cleanup job removes it later. */
+  private forget (sid: string): void {
+    this.remove(sid).catch(() => {})
   }
 
   private async write (sid: string, session: SessionData): Promise<void> {

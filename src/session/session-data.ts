@@ -7,6 +7,11 @@ declare module 'express-session' {
     createdAt: number
     /** Present once the client has logged in. */
     user: SessionUser
+    /** The User-Agent and address the client logged in from, for the list of sessions. */
+    userAgent: string
+    ip: string
+    /** The client's own JSON state (PUT /session/state), at most 4 KiB serialized. */
+    state: unknown
   }
 }
 

@@ -5,7 +5,7 @@
 export class StoreUnavailableError extends Error {
   override name = 'StoreUnavailableError'
   readonly statusCode = 503
-  readonly retryAfterSeconds = 5
+  readonly headers = { 'retry-after': '5' }
 
   constructor (operation: string, cause?: unknown) {
     super(`session store unavailable (${operation})`, { cause: scrubDatabaseError(cause) })

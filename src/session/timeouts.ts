@@ -7,6 +7,11 @@ import type { SessionData } from 'express-session'
  */
 export function sessionEndsAt (session: Partial<SessionData>, config: Config, now = Date.now()): number {
   const idleEnd = now + config.SESSION_MAX_AGE
-  if (config.SESSION_ABSOLUTE_TIMEOUT === 0 || session.createdAt === undefined) return idleEnd
+  if (config.SESSION_ABSOLUTE_TIMEOUT === 0 || typeof session.createdAt !== 'number') return idleEnd
   return Math.min(idleEnd, session.createdAt + config.SESSION_ABSOLUTE_TIMEOUT)
+}
+
+/** The absolute timeout (counted from creation, which login resets) has passed; 0 turns it off. */
+export function isPastAbsoluteTimeout (session: Partial<SessionData>, absoluteTimeoutMs: number, now = Date.now()): boolean {
+  return absoluteTimeoutMs > 0 && typeof session.createdAt === 'number' && session.createdAt + absoluteTimeoutMs <= now
 }

@@ -1,0 +1,108 @@
+import { promisify } from 'node:util'
+import type { IncomingMessage } from 'node:http'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import { LoginThrottle } from '../auth/login-throttle.js'
+import { cookieSecure, type Config } from '../config/config.js'
+import { HttpError } from '../http-error.js'
+import type { RequestSession } from '../session/session-data.js'
+import { errorBody, sessionRouteErrors, userBody } from './schemas.js'
+import { writableSession } from './session.js'
+
+const FAILURE_WINDOW_MS = 15 * 60 * 1000
+const FAILURES_PER_USERNAME = 5
+const FAILURES_PER_ADDRESS = 20
+const USER_AGENT_MAX = 256
+
+interface Credentials {
+  username: string
+  password: string
+}
+
+/** Login and logout: the session id changes at login, and logout deletes the row for good. */
+export default async function loginRoutes (fastify: FastifyInstance) {
+  const config = fastify.config
+  const byUsername = new LoginThrottle(FAILURES_PER_USERNAME, FAILURE_WINDOW_MS)
+  const byAddress = new LoginThrottle(FAILURES_PER_ADDRESS, FAILURE_WINDOW_MS)
+
+  fastify.post<{ Body: Credentials }>('/session/login', {
+    schema: {
+      summary: 'Log in: a new session id carries the user',
+      tags: ['login'],
+      body: {
+        type: 'object',
+        properties: {
+          username: { type: 'string', minLength: 1, maxLength: 64 },
+          password: { type: 'string', minLength: 1, maxLength: 1024 }
+        },
+        required: ['username', 'password'],
+        additionalProperties: false
+      },
+      response: {
+        200: {
+          type: 'object',
+          properties: { authenticated: { type: 'boolean', const: true }, user: userBody },
+          required: ['authenticated', 'user']
+        },
+        400: errorBody,
+        401: errorBody,
+        429: errorBody,
+        ...sessionRouteErrors
+      }
+    }
+  }, async (request) => {
+    writableSession(request.raw.session)
+    const authenticator = fastify.authenticator
+    if (!authenticator) {
+      throw new HttpError(503, 'Login is not configured: set AUTH_USERS_FILE to an htpasswd file of bcrypt hashes (npm run users -- add NAME)')
+    }
+    const { username, password } = request.body
+    const keys = { user: username.toLowerCase(), address: request.ip }
+    const wait = Math.max(byUsername.retryAfterSeconds(keys.user), byAddress.retryAfterSeconds(keys.address))
+    if (wait > 0) {
+      throw new HttpError(429, 'Too many failed logins; try again later', { headers: { 'retry-after': String(wait) } })
+    }
+
+    const user = await authenticator.verify(username, password)
+    if (!user) {
+      byUsername.fail(keys.user)
+      byAddress.fail(keys.address)
+      request.log.info({ outcome: 'failure' }, 'login failed')
+      throw new HttpError(401, 'Unknown user or wrong password', { error: 'invalid credentials' })
+    }
+    byUsername.reset(keys.user)
+
+    // A new id for the logged-in session: an id planted before login (fixation) is worthless.
+    const anonymous = request.raw.session as RequestSession
+    await promisify(anonymous.regenerate.bind(anonymous))()
+    const session = request.raw.session as RequestSession
+    session.user = user
+    session.createdAt = Date.now()
+    session.userAgent = String(request.headers['user-agent'] ?? '').slice(0, USER_AGENT_MAX)
+    session.ip = request.ip
+    request.log.info({ outcome: 'success', user: user.name }, 'login')
+    return { authenticated: true, user }
+  })
+
+  fastify.post('/session/logout', {
+    schema: {
+      summary: 'Log out: the session row is deleted and the cookie cleared',
+      tags: ['login'],
+      response: { 204: { type: 'null', description: 'Logged out' }, 503: errorBody }
+    }
+  }, async (request, reply) => {
+    await endCurrentSession(request, reply, config)
+    return reply.code(204).send()
+  })
+}
+
+/**
+ * Deletes the request's own session row (express-session then neither saves it nor sets a
+ * cookie) and tells the browser to drop the cookie.
+ */
+export async function endCurrentSession (request: { raw: IncomingMessage, protocol: string }, reply: FastifyReply, config: Config): Promise<void> {
+  const session = request.raw.session
+  if (session) await promisify(session.destroy.bind(session))()
+  const secure = cookieSecure(config) === true || (cookieSecure(config) === 'auto' && request.protocol === 'https')
+  const sameSite = config.SESSION_COOKIE_SAMESITE.charAt(0).toUpperCase() + config.SESSION_COOKIE_SAMESITE.slice(1)
+  reply.header('set-cookie', `${config.SESSION_COOKIE_NAME}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=${sameSite}${secure ? '; Secure' : ''}`)
+}

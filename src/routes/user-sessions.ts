@@ -1,0 +1,83 @@
+import { withUser, type AuthenticatedScope } from '../auth/require-user.js'
+import { sessionHandle } from '../session/handles.js'
+import { errorBody } from './schemas.js'
+import { endCurrentSession } from './login.js'
+
+const sessionEntry = {
+  type: 'object',
+  properties: {
+    id: { type: 'string', description: 'An opaque handle, never the session id' },
+    current: { type: 'boolean' },
+    createdAt: { type: 'string', format: 'date-time' },
+    lastSeenAt: { type: 'string', format: 'date-time', description: `Last use, to within SESSION_TOUCH_AFTER` },
+    userAgent: { type: ['string', 'null'] },
+    ip: { type: ['string', 'null'] }
+  },
+  required: ['id', 'current', 'createdAt', 'lastSeenAt', 'userAgent', 'ip']
+} as const
+
+const authErrors = { 401: errorBody, 503: errorBody } as const
+
+/** "My sessions": list them, end one, end all the others. Only ever the caller's own. */
+export default withUser(async function userSessionRoutes (fastify: AuthenticatedScope) {
+  const { config, sessionStore } = fastify
+  const handleOf = (sessionId: string) => sessionHandle(config.SESSION_SECRET as string, sessionId)
+
+  fastify.get('/session/all', {
+    schema: {
+      summary: 'Every live session of the logged-in user',
+      tags: ['sessions'],
+      response: { 200: { type: 'array', items: sessionEntry }, ...authErrors }
+    }
+  }, async (request) => {
+    const now = Date.now()
+    const sessions = await sessionStore.sessionsOf(request.raw.session.user.name)
+    return sessions
+      .map(({ id, data, expiresAt }) => {
+        const current = id === request.raw.sessionID
+        return {
+          id: handleOf(id),
+          current,
+          createdAt: new Date(data.createdAt ?? now).toISOString(),
+          // The store keeps the expiry, one idle timeout after the last use it recorded.
+          lastSeenAt: new Date(current ? now : Math.min(now, expiresAt - config.SESSION_MAX_AGE)).toISOString(),
+          userAgent: data.userAgent ?? null,
+          ip: data.ip ?? null
+        }
+      })
+      .sort((a, b) => Number(b.current) - Number(a.current) || b.lastSeenAt.localeCompare(a.lastSeenAt))
+  })
+
+  fastify.delete<{ Params: { id: string } }>('/session/all/:id', {
+    schema: {
+      summary: 'End one of the logged-in user\'s sessions',
+      tags: ['sessions'],
+      params: { type: 'object', properties: { id: { type: 'string', maxLength: 64 } }, required: ['id'] },
+      response: { 204: { type: 'null', description: 'Ended' }, 404: errorBody, ...authErrors }
+    }
+  }, async (request, reply) => {
+    const sessions = await sessionStore.sessionsOf(request.raw.session.user.name)
+    const target = sessions.find(({ id }) => handleOf(id) === request.params.id)
+    if (!target) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: 'No such session of yours' })
+    if (target.id === request.raw.sessionID) {
+      await endCurrentSession(request, reply, config)
+    } else {
+      await new Promise<void>((resolve, reject) => sessionStore.destroy(target.id, (error) => error ? reject(error) : resolve()))
+    }
+    return reply.code(204).send()
+  })
+
+  fastify.delete('/session/all', {
+    schema: {
+      summary: 'End every other session of the logged-in user',
+      tags: ['sessions'],
+      response: {
+        200: { type: 'object', properties: { revoked: { type: 'integer' } }, required: ['revoked'] },
+        ...authErrors
+      }
+    }
+  }, async (request) => {
+    const revoked = await sessionStore.endSessionsOf(request.raw.session.user.name, request.raw.sessionID)
+    return { revoked }
+  })
+})
