@@ -34,19 +34,26 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     trustProxy: (address, hop) => trusts(address, hop)
   })
 
-  await app.register(configPlugin, { env: options.env })
-  trusts = trustProxyFunction(app.config)
+  try {
+    await app.register(configPlugin, { env: options.env })
+    trusts = trustProxyFunction(app.config)
 
-  await app.register(errorHandler)
-  await app.register(apiDocs)
-  await app.register(sessionStore)
-  await app.register(auth, { authenticator: options.authenticator })
-  await app.register(healthRoutes)
-  await app.register(async function sessionScope (scope) {
-    await scope.register(sessionBridge)
-    await scope.register(sessionRoutes)
-    await scope.register(loginRoutes)
-    await scope.register(userSessionRoutes)
-  })
+    await app.register(errorHandler)
+    await app.register(apiDocs)
+    // Before the store: a bad users file stops start-up before a pool is opened.
+    await app.register(auth, { authenticator: options.authenticator })
+    await app.register(sessionStore)
+    await app.register(healthRoutes)
+    await app.register(async function sessionScope (scope) {
+      await scope.register(sessionBridge)
+      await scope.register(sessionRoutes)
+      await scope.register(loginRoutes)
+      await scope.register(userSessionRoutes)
+    })
+  } catch (error) {
+    // Whatever opened before the failure (a pool, a timer) must not keep the process alive.
+    await app.close().catch(() => {})
+    throw error
+  }
   return app
 }

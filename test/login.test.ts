@@ -1,0 +1,153 @@
+import { execFileSync } from 'node:child_process'
+import { appendFileSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
+import type { RowDataPacket } from 'mysql2/promise'
+import { pino } from 'pino'
+import t from 'tap'
+import { buildApp } from '../src/app.js'
+import type { Authenticator } from '../src/auth/authenticator.js'
+import { HtpasswdAuthenticator } from '../src/auth/htpasswd.js'
+import { Client, baseEnv, build, countRows, createTestDatabase, listen, serve } from './helper.js'
+import { HTPASSWD, loginAs, writeUsersFile } from './support/accounts.js'
+
+const silentLogger = pino({ level: 'silent' })
+const idOf = (cookie: string | undefined) => decodeURIComponent(cookie ?? '').replace(/^sid=s:/, '').split('.')[0] as string
+
+t.test('without AUTH_USERS_FILE login answers 503 and says how to configure it', async (t) => {
+  const { client } = await serve(t)
+  const res = await loginAs(client, 'ann', 'whatever')
+  t.equal(res.status, 503)
+  t.match(res.json().message, /AUTH_USERS_FILE.*htpasswd.*npm run users -- add NAME/)
+})
+
+t.test('a user written by `htpasswd -B` logs in: a new id, the anonymous row gone', { skip: HTPASSWD ? false : 'htpasswd is not installed (apt-get install -y apache2-utils)' }, async (t) => {
+  const usersFile = writeUsersFile(t, { ann: 'correct horse' })
+  t.match(readFileSync(usersFile, 'utf8'), /^ann:\$2y\$05\$/, 'Apache htpasswd output, as is')
+  const { client, db } = await serve(t, { AUTH_USERS_FILE: usersFile })
+  await client.request('/session')
+  const anonymousId = idOf(client.cookie)
+  t.equal(await countRows(db), 1)
+
+  const res = await loginAs(client, 'ann', 'correct horse', { 'user-agent': 'test-agent/1.0' })
+  t.equal(res.status, 200)
+  t.same(res.json(), { authenticated: true, user: { name: 'ann' } })
+  const loggedInId = idOf(client.cookie)
+  t.not(loggedInId, anonymousId, 'a new session id (fixation)')
+  t.notOk(res.body.includes(loggedInId), 'the id is not in the body')
+  const [rows] = await db.pool.query<RowDataPacket[]>('SELECT session_id, user_name, data FROM sessions')
+  t.same(rows.map((row) => row.session_id), [loggedInId], 'only the logged-in row remains')
+  t.equal(rows[0]?.user_name, 'ann', 'the generated column knows the user')
+  t.match(JSON.parse(String(rows[0]?.data)), { user: { name: 'ann' }, userAgent: 'test-agent/1.0', ip: '127.0.0.1' })
+
+  const me = (await client.request('/session')).json()
+  t.match(me, { authenticated: true, user: { name: 'ann' } })
+  t.ok(Date.parse(me.createdAt) > Date.now() - 5000, 'createdAt is the login time')
+})
+
+t.test('unknown user and wrong password get the same answer', async (t) => {
+  const { base } = await serve(t, { AUTH_USERS_FILE: writeUsersFile(t, { ann: 'correct horse' }) })
+  const wrong = await loginAs(new Client(base), 'ann', 'wrong password')
+  const unknown = await loginAs(new Client(base), 'nobody', 'wrong password')
+  t.equal(wrong.status, 401)
+  t.equal(unknown.status, 401)
+  t.same(wrong.json(), { statusCode: 401, error: 'invalid credentials', message: 'Unknown user or wrong password' })
+  t.same(unknown.json(), wrong.json())
+})
+
+t.test('an unknown user costs the authenticator what a wrong password costs', async (t) => {
+  // Measured on the authenticator itself, where the bcrypt work is: over HTTP, noise would drown it.
+  const authenticator = new HtpasswdAuthenticator(writeUsersFile(t, { ann: 'correct horse' }, 8), silentLogger)
+  const time = async (username: string) => {
+    const started = process.hrtime.bigint()
+    t.equal(await authenticator.verify(username, 'wrong password'), null)
+    return Number(process.hrtime.bigint() - started)
+  }
+  const wrong: number[] = []
+  const unknown: number[] = []
+  for (let i = 0; i < 7; i++) {
+    wrong.push(await time('ann'))
+    unknown.push(await time(`nobody${i}`))
+  }
+  const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)] as number
+  const ratio = median(unknown) / median(wrong)
+  t.ok(ratio > 0.67 && ratio < 1.5, `unknown/wrong median time ratio ${ratio.toFixed(2)}`)
+})
+
+t.test('repeated failures are throttled per username and per address (429)', async (t) => {
+  const { base } = await serve(t, { AUTH_USERS_FILE: writeUsersFile(t, { ann: 'correct horse', bob: 'battery staple' }) })
+  for (let i = 0; i < 5; i++) t.equal((await loginAs(new Client(base), 'ann', 'nope')).status, 401)
+  const blocked = await loginAs(new Client(base), 'ann', 'correct horse')
+  t.equal(blocked.status, 429, 'even the right password waits once the username is throttled')
+  t.ok(Number(blocked.headers['retry-after']) > 0)
+  t.equal(blocked.json().error, 'Too Many Requests')
+  t.equal((await loginAs(new Client(base), 'bob', 'battery staple')).status, 200, 'other users are not affected')
+
+  for (let i = 0; i < 15; i++) await loginAs(new Client(base), `guess${i}`, 'nope')
+  t.equal((await loginAs(new Client(base), 'bob', 'battery staple')).status, 429, 'this address is throttled after 20 failures')
+})
+
+t.test('a malformed users file stops start-up, naming the line', async (t) => {
+  const usersFile = writeUsersFile(t, { ann: 'correct horse' })
+  appendFileSync(usersFile, 'bob:plaintext-password\n')
+  const db = await createTestDatabase(t)
+  await t.rejects(buildApp({ env: { ...baseEnv, ...db.env, AUTH_USERS_FILE: usersFile } }),
+    { name: 'ConfigError', message: `AUTH_USERS_FILE ${usersFile} line 2 is not name:bcrypt-hash (htpasswd -B writes such lines)` })
+  await t.rejects(buildApp({ env: { ...baseEnv, AUTH_USERS_FILE: '/nonexistent/users' } }),
+    { name: 'ConfigError', message: 'AUTH_USERS_FILE cannot be read: ENOENT' })
+})
+
+t.test('`npm run users -- add` writes a bcrypt line that a running server accepts at once', async (t) => {
+  const usersFile = writeUsersFile(t, { ann: 'correct horse' })
+  const { base } = await serve(t, { AUTH_USERS_FILE: usersFile })
+  t.equal((await loginAs(new Client(base), 'carol', 'new password 1')).status, 401)
+  const cli = new URL('../src/cli/users.ts', import.meta.url).pathname
+  const output = execFileSync(process.execPath, ['--import', import.meta.resolve('tsx'), cli, 'add', 'carol', '--file', usersFile], { input: 'new password 1\n' })
+  t.equal(output.toString(), `added carol in ${usersFile}\n`)
+  t.match(readFileSync(usersFile, 'utf8'), /^carol:\$2b\$12\$/m)
+  // Make sure the change is visible even on a file system with coarse modification times.
+  utimesSync(usersFile, new Date(), new Date(Date.now() + 2000))
+  t.equal((await loginAs(new Client(base), 'carol', 'new password 1')).status, 200)
+  t.equal((await loginAs(new Client(base), 'ann', 'correct horse')).status, 200, 'existing users kept')
+})
+
+t.test('a bad edit to the users file keeps the users loaded before', async (t) => {
+  const usersFile = writeUsersFile(t, { ann: 'correct horse' })
+  const { base } = await serve(t, { AUTH_USERS_FILE: usersFile })
+  writeFileSync(usersFile, 'garbage\n')
+  utimesSync(usersFile, new Date(), new Date(Date.now() + 2000))
+  t.equal((await loginAs(new Client(base), 'ann', 'correct horse')).status, 200)
+})
+
+t.test('a consumer\'s own authenticator replaces the file', async (t) => {
+  const db = await createTestDatabase(t)
+  const authenticator: Authenticator = {
+    verify: async (username, password) => username === 'dana' && password === 'from ldap' ? { name: 'dana' } : null
+  }
+  const app = await buildApp({ env: { ...baseEnv, ...db.env }, authenticator })
+  t.teardown(() => app.close())
+  const client = new Client(await listen(app))
+  t.equal((await loginAs(client, 'dana', 'wrong')).status, 401)
+  t.same((await loginAs(client, 'dana', 'from ldap')).json(), { authenticated: true, user: { name: 'dana' } })
+})
+
+t.test('login needs a session cookie that can be set: 403 over plain HTTP with a Secure cookie', async (t) => {
+  const { client, db } = await serve(t, { SESSION_COOKIE_SECURE: 'true', AUTH_USERS_FILE: writeUsersFile(t, { ann: 'correct horse' }) })
+  const res = await loginAs(client, 'ann', 'correct horse')
+  t.equal(res.status, 403)
+  t.notOk(res.headers['set-cookie'])
+  t.equal(await countRows(db), 0)
+})
+
+t.test('login validates its body', async (t) => {
+  const { client } = await serve(t, { AUTH_USERS_FILE: writeUsersFile(t, { ann: 'correct horse' }) })
+  for (const body of [{}, { username: 'ann' }, { password: 'x' }, { username: '', password: 'x' }, { username: { name: 'ann' }, password: 'x' }]) {
+    const res = await client.request('/session/login', { method: 'POST', body })
+    t.equal(res.status, 400, JSON.stringify(body))
+  }
+})
+
+t.test('the memory store supports the same login', async (t) => {
+  const app = await build(t, { SESSION_HOST: undefined, AUTH_USERS_FILE: writeUsersFile(t, { ann: 'correct horse' }) })
+  const client = new Client(await listen(app))
+  t.equal((await loginAs(client, 'ann', 'correct horse')).status, 200)
+  t.equal((await client.request('/session')).json().user.name, 'ann')
+})
