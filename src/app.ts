@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import { trustProxyFunction, type ConfigSource } from './config/config.js'
 import type { Authenticator } from './auth/authenticator.js'
 import apiDocs from './plugins/api-docs.js'
@@ -18,6 +18,11 @@ export interface BuildAppOptions {
   logger?: FastifyServerOptions['logger']
   /** Checks usernames and passwords; default: the htpasswd file named by AUTH_USERS_FILE. */
   authenticator?: Authenticator
+  /**
+   * Your own routes, registered behind the session bridge next to the built-in ones, so they read
+   * `request.raw.session`; protect them with `requireUser` or `withUser` from src/auth/require-user.ts.
+   */
+  sessionRoutes?: FastifyPluginAsync
 }
 
 /**
@@ -49,6 +54,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
       await scope.register(sessionRoutes)
       await scope.register(loginRoutes)
       await scope.register(userSessionRoutes)
+      if (options.sessionRoutes) await scope.register(options.sessionRoutes)
     })
   } catch (error) {
     // Whatever opened before the failure (a pool, a timer) must not keep the process alive.

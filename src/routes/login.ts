@@ -72,9 +72,12 @@ export default async function loginRoutes (fastify: FastifyInstance) {
     byUsername.reset(keys.user)
 
     // A new id for the logged-in session: an id planted before login (fixation) is worthless.
+    // Only the client's own state moves over; it is the client's to set anyway.
     const anonymous = request.raw.session as RequestSession
+    const state = anonymous.state
     await promisify(anonymous.regenerate.bind(anonymous))()
     const session = request.raw.session as RequestSession
+    if (state !== undefined) session.state = state
     session.user = user
     session.createdAt = Date.now()
     session.userAgent = String(request.headers['user-agent'] ?? '').slice(0, USER_AGENT_MAX)
