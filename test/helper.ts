@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { createPool, type Pool, type RowDataPacket } from 'mysql2/promise'
 import type { Test } from 'tap'
-import { buildApp } from '../src/app.js'
+import { buildApp, type BuildAppOptions } from '../src/app.js'
 
 export type Env = Record<string, string | undefined>
 
@@ -60,8 +60,8 @@ function connectionOf (url: URL) {
 }
 
 /** An app built on the given variables (on top of `baseEnv`), ready, closed at teardown. */
-export async function build (t: Test, env: Env = {}): Promise<FastifyInstance> {
-  const app = await buildApp({ env: { ...baseEnv, ...env } })
+export async function build (t: Test, env: Env = {}, options: Omit<BuildAppOptions, 'env'> = {}): Promise<FastifyInstance> {
+  const app = await buildApp({ ...options, env: { ...baseEnv, ...env } })
   t.teardown(() => app.close())
   await app.ready()
   return app
