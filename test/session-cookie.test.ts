@@ -14,6 +14,7 @@ t.test('the session cookie carries the configured attributes and nothing more', 
   t.notMatch(setCookie, /Domain=/i)
   const expires = Date.parse(/Expires=([^;]+)/.exec(setCookie)?.[1] ?? '')
   t.ok(Math.abs(expires - (Date.now() + 2628000000)) < 5000, 'expires SESSION_MAX_AGE (about 30 days) from now')
+  t.match(setCookie, /; Max-Age=2628000(;|$)/, 'Max-Age from SESSION_MAX_AGE, in seconds')
   t.equal(res.headers['cache-control'], 'no-store')
 })
 
@@ -26,6 +27,7 @@ t.test('SameSite, Secure, the name and the lifetime follow their variables', asy
   t.notMatch(setCookie, /Secure/)
   const expires = Date.parse(/Expires=([^;]+)/.exec(setCookie)?.[1] ?? '')
   t.ok(Math.abs(expires - (Date.now() + 60000)) < 5000)
+  t.match(setCookie, /; Max-Age=60(;|$)/)
 })
 
 t.test('the response never carries the session id', async (t) => {

@@ -15,7 +15,7 @@ t.test('logout deletes the row and clears the cookie; replaying the old cookie i
   const res = await client.request('/session/logout', { method: 'POST' })
   t.equal(res.status, 204)
   t.equal(res.body, '')
-  t.match(String(res.headers['set-cookie']), /^sid=; Path=\/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax$/)
+  t.match(String(res.headers['set-cookie']), /^sid=; Path=\/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; SameSite=Lax$/)
   t.equal(await countRows(db), 0, 'the row is gone')
 
   const replay = new Client(client.base)

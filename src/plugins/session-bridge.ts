@@ -3,6 +3,7 @@ import { promisify } from 'node:util'
 import fastifyExpress from '@fastify/express'
 import session from 'express-session'
 import fp from 'fastify-plugin'
+import onHeaders from 'on-headers'
 import { cookieSecure, sessionSecrets } from '../config/config.js'
 import { persistedExpiry } from '../session/persisted.js'
 import type { RequestSession } from '../session/session-data.js'
@@ -53,9 +54,13 @@ export default fp(async function sessionBridge (fastify) {
     if (req.session) req.session.createdAt = Date.now()
   }
 
+  const addMaxAge = maxAgeAdder(config.SESSION_COOKIE_NAME, config.SESSION_MAX_AGE)
+
   await fastify.register(fastifyExpress)
   fastify.use((req: IncomingMessage & { protocol?: string }, res: ServerResponse, next: (error?: unknown) => void) => {
     if (secure === true && req.protocol !== 'https') return next()
+    // Listeners run newest first: registered before express-session's, this one runs after it.
+    onHeaders(res, addMaxAge)
     middleware(req as never, res as never, (error?: unknown) => {
       const current = req.session
       if (!error && current) snapshots.set(req, { id: current.id, hash: hashSession(current) })
@@ -78,6 +83,21 @@ export default fp(async function sessionBridge (fastify) {
     }
   })
 }, { name: 'session-bridge', dependencies: ['config', 'session-store'] })
+
+/**
+ * express-session writes only `Expires`; the contract promises `Max-Age` too (browsers prefer it,
+ * and it does not depend on the client's clock).
+ */
+function maxAgeAdder (cookieName: string, maxAgeMs: number): (this: ServerResponse) => void {
+  const attribute = `; Max-Age=${Math.floor(maxAgeMs / 1000)}`
+  return function addMaxAge (this: ServerResponse) {
+    const header = this.getHeader('set-cookie')
+    if (header === undefined) return
+    const cookies = Array.isArray(header) ? header : [String(header)]
+    this.setHeader('set-cookie', cookies.map((cookie) =>
+      cookie.startsWith(`${cookieName}=`) && !/;\s*Max-Age=/i.test(cookie) ? cookie + attribute : cookie))
+  }
+}
 
 /** What express-session itself compares to decide a session was modified: everything but the cookie. */
 function hashSession (current: RequestSession): string {

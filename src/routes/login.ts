@@ -107,5 +107,5 @@ export async function endCurrentSession (request: { raw: IncomingMessage, protoc
   if (session) await promisify(session.destroy.bind(session))()
   const secure = cookieSecure(config) === true || (cookieSecure(config) === 'auto' && request.protocol === 'https')
   const sameSite = config.SESSION_COOKIE_SAMESITE.charAt(0).toUpperCase() + config.SESSION_COOKIE_SAMESITE.slice(1)
-  reply.header('set-cookie', `${config.SESSION_COOKIE_NAME}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=${sameSite}${secure ? '; Secure' : ''}`)
+  reply.header('set-cookie', `${config.SESSION_COOKIE_NAME}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; SameSite=${sameSite}${secure ? '; Secure' : ''}`)
 }
