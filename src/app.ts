@@ -9,6 +9,7 @@ import sessionBridge from './plugins/session-bridge.js'
 import sessionStore from './plugins/session-store.js'
 import healthRoutes from './routes/health.js'
 import loginRoutes from './routes/login.js'
+import pageRoutes from './routes/page.js'
 import sessionRoutes from './routes/session.js'
 import userSessionRoutes from './routes/user-sessions.js'
 
@@ -49,6 +50,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     await app.register(auth, { authenticator: options.authenticator })
     await app.register(sessionStore)
     await app.register(healthRoutes)
+    await app.register(pageRoutes)
     await app.register(async function sessionScope (scope) {
       await scope.register(sessionBridge)
       await scope.register(sessionRoutes)
