@@ -5,6 +5,7 @@ import apiDocs from './plugins/api-docs.js'
 import auth from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
 import errorHandler from './plugins/error-handler.js'
+import securityHeaders from './plugins/security-headers.js'
 import sessionBridge from './plugins/session-bridge.js'
 import sessionStore from './plugins/session-store.js'
 import healthRoutes from './routes/health.js'
@@ -45,6 +46,8 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     trusts = trustProxyFunction(app.config)
 
     await app.register(errorHandler)
+    // Root hooks run before the session scope's bridge: every answer gets them, errors included.
+    await app.register(securityHeaders)
     await app.register(apiDocs)
     // Before the store: a bad users file stops start-up before a pool is opened.
     await app.register(auth, { authenticator: options.authenticator })
