@@ -4,6 +4,7 @@ import type { Authenticator } from './auth/authenticator.js'
 import apiDocs from './plugins/api-docs.js'
 import auth from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
+import cors from './plugins/cors.js'
 import errorHandler from './plugins/error-handler.js'
 import securityHeaders from './plugins/security-headers.js'
 import sessionBridge from './plugins/session-bridge.js'
@@ -48,6 +49,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     await app.register(errorHandler)
     // Root hooks run before the session scope's bridge: every answer gets them, errors included.
     await app.register(securityHeaders)
+    await app.register(cors)
     await app.register(apiDocs)
     // Before the store: a bad users file stops start-up before a pool is opened.
     await app.register(auth, { authenticator: options.authenticator })
