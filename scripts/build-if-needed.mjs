@@ -1,5 +1,6 @@
-// `npm start`: compile src/ to dist/ only when dist/server.js is missing or older than a source
-// file, so a deployed build starts at once and a fresh checkout still works.
+// `npm start`: build src/ into dist/ only when dist/server.js is missing or dist/ is older than a
+// source file, so a deployed build starts at once and a fresh checkout still works. dist/ as a whole,
+// not dist/server.js: tsc rewrites only the files that changed, and the page's files are copied.
 import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -14,6 +15,6 @@ function newestMtime (dir) {
 }
 
 const output = 'dist/server.js'
-if (!existsSync(output) || statSync(output).mtimeMs < newestMtime('src')) {
-  execFileSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' })
+if (!existsSync(output) || newestMtime('dist') < newestMtime('src')) {
+  execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' })
 }

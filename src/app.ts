@@ -4,11 +4,14 @@ import type { Authenticator } from './auth/authenticator.js'
 import apiDocs from './plugins/api-docs.js'
 import auth from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
+import cors from './plugins/cors.js'
 import errorHandler from './plugins/error-handler.js'
+import securityHeaders from './plugins/security-headers.js'
 import sessionBridge from './plugins/session-bridge.js'
 import sessionStore from './plugins/session-store.js'
 import healthRoutes from './routes/health.js'
 import loginRoutes from './routes/login.js'
+import pageRoutes from './routes/page.js'
 import sessionRoutes from './routes/session.js'
 import userSessionRoutes from './routes/user-sessions.js'
 
@@ -44,11 +47,15 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     trusts = trustProxyFunction(app.config)
 
     await app.register(errorHandler)
+    // Root hooks run before the session scope's bridge: every answer gets them, errors included.
+    await app.register(securityHeaders)
+    await app.register(cors)
     await app.register(apiDocs)
     // Before the store: a bad users file stops start-up before a pool is opened.
     await app.register(auth, { authenticator: options.authenticator })
     await app.register(sessionStore)
     await app.register(healthRoutes)
+    await app.register(pageRoutes)
     await app.register(async function sessionScope (scope) {
       await scope.register(sessionBridge)
       await scope.register(sessionRoutes)

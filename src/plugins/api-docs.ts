@@ -2,6 +2,8 @@ import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
 import fp from 'fastify-plugin'
 
+export const DOCS_PREFIX = '/docs'
+
 /**
  * The OpenAPI document (GET /docs/json) and its UI (GET /docs), generated from the routes' own
  * JSON schemas. Registered before the routes so it sees all of them; outside the session scope.
@@ -23,5 +25,5 @@ export default fp(async function apiDocs (fastify) {
       security: [{ sessionCookie: [] }]
     }
   })
-  await fastify.register(fastifySwaggerUi, { routePrefix: '/docs' })
+  await fastify.register(fastifySwaggerUi, { routePrefix: DOCS_PREFIX })
 }, { name: 'api-docs', dependencies: ['config'] })

@@ -1,0 +1,25 @@
+import { readFileSync } from 'node:fs'
+import type { FastifyInstance } from 'fastify'
+
+// src/web/ under tsx, dist/web/ once built (scripts/build.mjs copies it: tsc does not).
+const WEB_DIR = new URL('../web/', import.meta.url)
+
+const PAGE_FILES = [
+  { url: '/', file: 'index.html', type: 'text/html; charset=utf-8' },
+  { url: '/assets/app.js', file: 'app.js', type: 'text/javascript; charset=utf-8' },
+  { url: '/assets/style.css', file: 'style.css', type: 'text/css; charset=utf-8' }
+] as const
+
+/**
+ * The browser page and its script and stylesheet, read once at start. Outside the session bridge:
+ * loading them creates no session; the page's script uses the JSON API, which does.
+ */
+export default async function pageRoutes (fastify: FastifyInstance) {
+  for (const { url, file, type } of PAGE_FILES) {
+    const body = readFileSync(new URL(file, WEB_DIR))
+    fastify.get(url, { schema: { hide: true } }, async (_request, reply) => {
+      // no-cache: revalidated on every load, so a deployment's new script reaches the next visit.
+      return reply.type(type).header('cache-control', 'no-cache').send(body)
+    })
+  }
+}
