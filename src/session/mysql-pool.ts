@@ -4,13 +4,18 @@ import type { Config } from '../config/config.js'
 /** How long any request may wait for the database before it is answered 503 (the contract's 2 s, with room to answer). */
 export const STORE_DEADLINE_MS = 1500
 
+// How long a statement may wait for a table or row lock: the server defaults are a day and 50 s. A
+// statement still waiting after its request was answered 503 would hold a pooled connection, and
+// could still write once the lock goes. 1 s is the least MySQL accepts.
+const LOCK_WAIT_SECONDS = 1
+
 /**
  * The one mysql2 pool the process uses (express-mysql-session is handed it, so its own pinned
  * mysql2 is never loaded). Connect time and the wait queue are bounded so an outage turns into
  * quick errors instead of a growing backlog.
  */
 export function createSessionPool (config: Config): Pool {
-  return createPool({
+  const pool = createPool({
     host: config.SESSION_HOST,
     port: config.SESSION_PORT,
     user: config.SESSION_USER,
@@ -25,4 +30,10 @@ export function createSessionPool (config: Config): Pool {
     connectTimeout: 1000,
     enableKeepAlive: true
   })
+  // Runs before anything else on each new connection. A failure here needs no handling of its own:
+  // the statement queued behind it on the same connection fails and is reported.
+  pool.pool.on('connection', (connection) => {
+    connection.query(`SET SESSION lock_wait_timeout = ${LOCK_WAIT_SECONDS}, innodb_lock_wait_timeout = ${LOCK_WAIT_SECONDS}`, () => {})
+  })
+  return pool
 }

@@ -15,15 +15,20 @@ export class StoreUnavailableError extends Error {
 /**
  * Rejects with StoreUnavailableError after `ms`; the work itself is not cancelled, but no request
  * waits for it any longer (a pool queue can otherwise hold a request for as long as the database
- * stalls).
+ * stalls). `work` is told through its signal when its caller has given up, so it can skip what is
+ * left instead of doing it for nobody.
  */
-export async function withDeadline<T> (operation: string, ms: number, work: () => Promise<T>): Promise<T> {
+export async function withDeadline<T> (operation: string, ms: number, work: (deadline: AbortSignal) => Promise<T>): Promise<T> {
+  const expired = new AbortController()
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new StoreUnavailableError(`${operation} took longer than ${ms} ms`)), ms)
+    timer = setTimeout(() => {
+      expired.abort()
+      reject(new StoreUnavailableError(`${operation} took longer than ${ms} ms`))
+    }, ms)
   })
   try {
-    return await Promise.race([work().catch((error: unknown) => {
+    return await Promise.race([work(expired.signal).catch((error: unknown) => {
       throw error instanceof StoreUnavailableError ? error : new StoreUnavailableError(operation, error)
     }), deadline])
   } finally {
