@@ -113,6 +113,8 @@ export function httpRequest (url: string, options: RequestOptions = {}): Promise
   if (options.body !== undefined) {
     payload = typeof options.body === 'string' ? options.body : JSON.stringify(options.body)
     headers['content-type'] ??= 'application/json'
+    // Node sends a GET body without a length, which the server rightly refuses as a parse error.
+    headers['content-length'] ??= String(Buffer.byteLength(payload))
   }
   return new Promise((resolve, reject) => {
     const req = sendRequest(url, { method: options.method ?? 'GET', headers, agent: options.agent ?? false }, (res) => {
