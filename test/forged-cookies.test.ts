@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { Agent } from 'node:http'
 import type { RowDataPacket } from 'mysql2/promise'
 import t, { type Test } from 'tap'
-import { baseEnv, build, httpRequest, listen, privateDatabase, sessionCookie, type HttpResponse, type RequestOptions } from './helper.js'
+import { baseEnv, build, httpRequest, listen, privateDatabase, sessionCookie, type HttpResponse } from './helper.js'
 import { MARIADBD } from './support/private-mariadb.js'
 import { sessionIdOf, signedCookie, verifiedSessionId } from './support/signed-cookie.js'
+import { sendAll, type PathRequest } from './support/traffic.js'
 
 // Hostile Cookie headers against a session that exists. Store reads are counted on a private
 // MariaDB (Com_select: SHOW STATUS does not add to it, the app's only SELECT on a session
@@ -27,21 +27,10 @@ async function setUp (t: Test) {
     const [rows] = await db.admin.query<RowDataPacket[]>("SHOW GLOBAL STATUS LIKE 'Com_select'")
     return Number(rows[0]?.Value)
   }
-  /** Sends the requests (8 at a time) and counts the store reads they caused together. */
-  const send = async (requests: Array<RequestOptions & { path?: string }>) => {
-    const agent = new Agent({ keepAlive: true, maxSockets: 8 })
+  /** Sends the requests and counts the store reads they caused together. */
+  const send = async (requests: PathRequest[]) => {
     const before = await selects()
-    const answers: HttpResponse[] = []
-    let next = 0
-    await Promise.all(Array.from({ length: 8 }, async () => {
-      while (next < requests.length) {
-        const { path = '/session', ...options } = requests[next++] as RequestOptions & { path?: string }
-        // After a 431 the server closes the socket, and the agent may already have handed it to the
-        // next request: that one is sent again on a socket of its own (a crashed server fails both).
-        answers.push(await httpRequest(base + path, { ...options, agent }).catch(() => httpRequest(base + path, options)))
-      }
-    }))
-    agent.destroy()
+    const answers = await sendAll(base, requests)
     return { answers, reads: await selects() - before }
   }
   return { victimId, victimValue: signedCookie(victimId, secret).slice('sid='.length), send }
@@ -107,7 +96,7 @@ t.test('forged and malformed cookies: a fresh anonymous session or a 4xx, and no
 
 t.test('a session id in the query string, the path or the body is ignored', needsMariadbd, async (t) => {
   const { victimId, victimValue, send } = fixture as Fixture
-  const cases: Array<[string, RequestOptions & { path?: string }]> = [
+  const cases: Array<[string, PathRequest]> = [
     ['the signed cookie value in the query string', { path: `/session?sid=${victimValue}` }],
     ['the bare id in the query string', { path: `/session?sid=${victimId}&sessionId=${victimId}` }],
     ['the id in the path', { path: `/session/${victimId}` }],

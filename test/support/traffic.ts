@@ -1,5 +1,28 @@
 import { Agent } from 'node:http'
-import type { HttpResponse } from '../helper.js'
+import { httpRequest, type HttpResponse, type RequestOptions } from '../helper.js'
+
+export type PathRequest = RequestOptions & { path?: string }
+
+/**
+ * Sends every request (to /session unless it names a path), `concurrency` at a time over
+ * keep-alive sockets, and resolves with the answers in the order the requests were given.
+ */
+export async function sendAll (base: string, requests: PathRequest[], concurrency = 8): Promise<HttpResponse[]> {
+  const agent = new Agent({ keepAlive: true, maxSockets: concurrency })
+  const answers: HttpResponse[] = new Array(requests.length)
+  let next = 0
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < requests.length) {
+      const index = next++
+      const { path = '/session', ...options } = requests[index] as PathRequest
+      // After a 431 the server closes the socket, and the agent may already have handed it to the
+      // next request: that one is sent again on a socket of its own (a crashed server fails both).
+      answers[index] = await httpRequest(base + path, { ...options, agent }).catch(() => httpRequest(base + path, options))
+    }
+  }))
+  agent.destroy()
+  return answers
+}
 
 /** One request of a sustained run: when it started (ms since the run began), how long it took, what came back. */
 export interface Answer {
