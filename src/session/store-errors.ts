@@ -36,11 +36,15 @@ export async function withDeadline<T> (operation: string, ms: number, work: (dea
   }
 }
 
-/** mysql2 errors carry the SQL text and bound values; keep only what helps an operator. */
+/**
+ * mysql2 errors carry the SQL text and bound values; keep only what helps an operator, including
+ * the scrubbed cause, so a logged 503 still says why the store failed.
+ */
 export function scrubDatabaseError (error: unknown): unknown {
   if (!(error instanceof Error)) return error
   const { code, errno, sqlState } = error as Error & { code?: string, errno?: number, sqlState?: string }
-  const scrubbed = new Error(error.message.replace(/'[^']*'/g, "'…'"))
+  const cause = error.cause === undefined ? {} : { cause: scrubDatabaseError(error.cause) }
+  const scrubbed = new Error(error.message.replace(/'[^']*'/g, "'…'"), cause)
   scrubbed.name = error.name
   Object.assign(scrubbed, { code, errno, sqlState })
   return scrubbed
