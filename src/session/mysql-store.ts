@@ -132,6 +132,10 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
       try {
         let removed = 0
         for (;;) {
+          // Applies to the next statement only. At the default REPEATABLE READ a batch that walks the
+          // table (the optimizer's choice when most rows are expired) locks the gaps between live
+          // rows too, and a new session whose id falls there waits for the whole batch.
+          await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
           const [result] = await connection.query<ResultSetHeader>({
             sql: this.sql.cleanup,
             values: [Math.floor(Date.now() / 1000)],
