@@ -1,8 +1,12 @@
 import { createPool, type Pool } from 'mysql2/promise'
 import type { Config } from '../config/config.js'
 
-/** How long any request may wait for the database before it is answered 503 (the contract's 2 s, with room to answer). */
-export const STORE_DEADLINE_MS = 1500
+/**
+ * How long any request may wait for the database before it is answered 503. The contract allows
+ * 2 s in all; with 1.5 s, 215 requests held up together by a locked table were answered in up to
+ * 1.91 s on 2 busy cores (load average 10), so the rest of the request gets 0.8 s here.
+ */
+export const STORE_DEADLINE_MS = 1200
 
 // How long a statement may wait for a table or row lock: the server defaults are a day and 50 s. A
 // statement still waiting after its request was answered 503 would hold a pooled connection, and
