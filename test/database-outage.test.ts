@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Client, baseEnv, build, listen } from './helper.js'
+import { Client, baseEnv, build, listen, privateDatabase } from './helper.js'
 import { MARIADBD, PrivateMariaDb, freePort } from './support/private-mariadb.js'
 
 const databaseAt = (port: number) => ({
@@ -46,4 +46,20 @@ t.test('a stopped and restarted database: 503 meanwhile, then everything works w
   const after = await client.request('/session')
   t.equal(after.status, 200)
   t.equal(after.json().createdAt, created, 'the same session, read again from the restarted database')
+})
+
+t.test('database down at start, up later: the same app serves sessions without a restart', { skip: MARIADBD ? false : 'mariadbd is not installed' }, async (t) => {
+  const port = await freePort()
+  const app = await build(t, { ...databaseAt(port), SESSION_DATABASE: 'sessions' })
+  const client = new Client(await listen(app))
+  t.equal((await client.request('/session')).status, 503, 'nothing answers on the database port yet')
+
+  const db = await privateDatabase(t, port)
+  t.equal((await client.request('/health/ready')).status, 200)
+  const first = await client.request('/session')
+  t.equal(first.status, 200)
+  t.ok(client.cookie, 'a session cookie')
+  t.equal((await client.request('/session')).json().createdAt, first.json().createdAt, 'stored in the database that came up')
+  const [tables] = await db.admin.query('SHOW TABLES')
+  t.same(tables, [{ Tables_in_sessions: 'sessions' }], 'the table was created when the database first answered')
 })

@@ -1,12 +1,16 @@
 import { randomBytes } from 'node:crypto'
-import { request as sendRequest, type IncomingHttpHeaders } from 'node:http'
+import { request as sendRequest, type Agent, type IncomingHttpHeaders } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { createPool, type Pool, type RowDataPacket } from 'mysql2/promise'
+import { createConnection, createPool, type Pool, type RowDataPacket } from 'mysql2/promise'
 import type { Test } from 'tap'
 import { buildApp, type BuildAppOptions } from '../src/app.js'
+import { PrivateMariaDb } from './support/private-mariadb.js'
 
 export type Env = Record<string, string | undefined>
+
+/** buildApp's options other than the variables (a logger, an authenticator, consumer routes). */
+export type AppOptions = Omit<BuildAppOptions, 'env'>
 
 /** The server npm test found (see scripts/test.ts); a direct `npx tap` falls back to the local one. */
 export const databaseUrl = new URL(process.env.TEST_DATABASE_URL ?? 'mysql://root@127.0.0.1:3306')
@@ -60,7 +64,7 @@ function connectionOf (url: URL) {
 }
 
 /** An app built on the given variables (on top of `baseEnv`), ready, closed at teardown. */
-export async function build (t: Test, env: Env = {}, options: Omit<BuildAppOptions, 'env'> = {}): Promise<FastifyInstance> {
+export async function build (t: Test, env: Env = {}, options: AppOptions = {}): Promise<FastifyInstance> {
   const app = await buildApp({ ...options, env: { ...baseEnv, ...env } })
   t.teardown(() => app.close())
   await app.ready()
@@ -68,9 +72,9 @@ export async function build (t: Test, env: Env = {}, options: Omit<BuildAppOptio
 }
 
 /** An app on a fresh database of its own. */
-export async function buildWithDatabase (t: Test, env: Env = {}): Promise<{ app: FastifyInstance, db: TestDatabase }> {
+export async function buildWithDatabase (t: Test, env: Env = {}, options: AppOptions = {}): Promise<{ app: FastifyInstance, db: TestDatabase }> {
   const db = await createTestDatabase(t)
-  const app = await build(t, { ...db.env, ...env })
+  const app = await build(t, { ...db.env, ...env }, options)
   return { app, db }
 }
 
@@ -97,6 +101,8 @@ export interface RequestOptions {
   method?: string
   headers?: Record<string, string>
   body?: unknown
+  /** A keep-alive agent for many requests in a row; by default each request has its own socket. */
+  agent?: Agent
 }
 
 /**
@@ -110,9 +116,11 @@ export function httpRequest (url: string, options: RequestOptions = {}): Promise
   if (options.body !== undefined) {
     payload = typeof options.body === 'string' ? options.body : JSON.stringify(options.body)
     headers['content-type'] ??= 'application/json'
+    // Node sends a GET body without a length, which the server rightly refuses as a parse error.
+    headers['content-length'] ??= String(Buffer.byteLength(payload))
   }
   return new Promise((resolve, reject) => {
-    const req = sendRequest(url, { method: options.method ?? 'GET', headers, agent: false }, (res) => {
+    const req = sendRequest(url, { method: options.method ?? 'GET', headers, agent: options.agent ?? false }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => { text += chunk })
@@ -147,8 +155,36 @@ export async function listen (app: FastifyInstance, host = '127.0.0.1'): Promise
 }
 
 /** An app on its own database, listening on loopback, with a client for it. */
-export async function serve (t: Test, env: Env = {}): Promise<{ app: FastifyInstance, db: TestDatabase, base: string, client: Client }> {
-  const { app, db } = await buildWithDatabase(t, env)
+export async function serve (t: Test, env: Env = {}, options: AppOptions = {}): Promise<{ app: FastifyInstance, db: TestDatabase, base: string, client: Client }> {
+  const { app, db } = await buildWithDatabase(t, env, options)
   const base = await listen(app)
   return { app, db, base, client: new Client(base, env.SESSION_COOKIE_NAME) }
+}
+
+export interface PrivateDatabase {
+  server: PrivateMariaDb
+  /** SESSION_* variables that point an app at its `sessions` schema. */
+  env: Env
+  /** Root connections to that schema, for the test's own checks, locks and counters. */
+  admin: Pool
+}
+
+/**
+ * A MariaDB server of the test's own with an empty `sessions` schema, for tests that kill, lock or
+ * count queries on the database (the shared server is used by test files running in parallel).
+ * Destroyed at teardown, after the apps built later are closed (tap runs teardowns last-in first).
+ */
+export async function privateDatabase (t: Test, port?: number): Promise<PrivateDatabase> {
+  const server = await PrivateMariaDb.create(port)
+  t.teardown(() => server.destroy())
+  const setup = await createConnection({ host: '127.0.0.1', port: server.port, user: 'root' })
+  await setup.query('CREATE DATABASE sessions')
+  await setup.end()
+  const admin = createPool({ host: '127.0.0.1', port: server.port, user: 'root', database: 'sessions', connectionLimit: 4 })
+  t.teardown(() => admin.end())
+  return {
+    server,
+    env: { SESSION_HOST: '127.0.0.1', SESSION_PORT: String(server.port), SESSION_USER: 'root', SESSION_DATABASE: 'sessions' },
+    admin
+  }
 }

@@ -1,5 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { ManagedStore } from './managed-store.js'
+import { scrubDatabaseError } from './store-errors.js'
 
 /**
  * Runs the store's expired-session cleanup every `intervalMs` (0: never). The timer is unref'd so
@@ -13,7 +14,7 @@ export function scheduleCleanup (store: ManagedStore, intervalMs: number, log: F
   const timer = setInterval(() => {
     running ??= store.cleanupExpired()
       .then((removed) => { if (removed > 0) log.info({ removed }, 'removed expired sessions') })
-      .catch((error: unknown) => { log.warn({ err: error }, 'expired-session cleanup failed; retrying at the next interval') })
+      .catch((error: unknown) => { log.warn({ err: scrubDatabaseError(error) }, 'expired-session cleanup failed; retrying at the next interval') })
       .finally(() => { running = undefined })
   }, intervalMs)
   timer.unref()

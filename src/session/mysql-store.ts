@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import expressSession, { type SessionData } from 'express-session'
 import mysqlStoreFactory from 'express-mysql-session'
-import { escapeId, type Pool, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
+import { escapeId, type Pool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 import type { FastifyBaseLogger } from 'fastify'
 import { settle, type Callback, type ManagedStore, type StoredSession } from './managed-store.js'
 import { expiresSeconds, markPersisted, persistedExpiry } from './persisted.js'
@@ -93,7 +93,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
   }
 
   async ping (deadlineMs = this.settings.deadlineMs): Promise<void> {
-    await this.run('ping', () => this.pool.query('SELECT 1'), deadlineMs)
+    await this.run('ping', (connection) => connection.query('SELECT 1'), deadlineMs)
   }
 
   override get (sid: string, callback?: Callback<SessionData | null>) {
@@ -122,18 +122,27 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
 
   /** Used by the base class's `length`, `all` and `clear`: give them the same deadline. */
   override query (sql: string, params?: unknown[]): Promise<[unknown, unknown]> {
-    return this.run('query', () => this.pool.query(sql, params))
+    return this.run('query', (connection) => connection.query(sql, params))
   }
 
   async cleanupExpired (): Promise<number> {
     await this.prepare()
-    const connection = await withDeadline('cleanup connection', this.settings.deadlineMs, () => this.pool.getConnection())
+    const connection = await withDeadline('cleanup connection', this.settings.deadlineMs, async (deadline) => {
+      const connection = await this.pool.getConnection()
+      // Nobody waits for a connection that comes after the deadline: hand it back, or it is lost to the pool.
+      if (deadline.aborted) connection.release()
+      return connection
+    })
     try {
       const [[lock]] = await connection.query<RowDataPacket[]>('SELECT GET_LOCK(?, 0) AS acquired', [this.cleanupLock])
       if (lock?.acquired !== 1) return 0
       try {
         let removed = 0
         for (;;) {
+          // Applies to the next statement only. At the default REPEATABLE READ a batch that walks the
+          // table (the optimizer's choice when most rows are expired) locks the gaps between live
+          // rows too, and a new session whose id falls there waits for the whole batch.
+          await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
           const [result] = await connection.query<ResultSetHeader>({
             sql: this.sql.cleanup,
             values: [Math.floor(Date.now() / 1000)],
@@ -166,7 +175,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
   }
 
   private async read (sid: string): Promise<SessionData | null> {
-    const [rows] = await this.run('read', () => this.pool.execute<SessionRow[]>(this.sql.select, [sid]))
+    const [rows] = await this.run('read', (connection) => connection.execute<SessionRow[]>(this.sql.select, [sid]))
     const row = rows[0]
     // Both timeouts come from stored values, whatever the client's cookie claims: the idle one
     // is the row's expiry, the absolute one counts from the stored creation (login) time.
@@ -194,9 +203,9 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
     const expires = expiresSeconds(session, this.settings.maxAgeMs)
     const data = JSON.stringify(session)
     if (persistedExpiry(session) === undefined) {
-      await this.run('insert', () => this.pool.execute(this.sql.upsert, [sid, expires, data]))
+      await this.run('insert', (connection) => connection.execute(this.sql.upsert, [sid, expires, data]))
     } else {
-      const [result] = await this.run('update', () => this.pool.execute<ResultSetHeader>(this.sql.update, [expires, data, sid]))
+      const [result] = await this.run('update', (connection) => connection.execute<ResultSetHeader>(this.sql.update, [expires, data, sid]))
       if (result.affectedRows === 0) {
         this.log.info({ session: sessionFingerprint(sid) }, 'session ended while this request ran; not writing it back')
         return
@@ -211,7 +220,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
     const stored = persistedExpiry(session)
     if (stored !== undefined && (expires - stored) * 1000 < this.settings.touchAfterMs) return
     try {
-      await this.run('touch', () => this.pool.execute(this.sql.touch, [expires, sid]))
+      await this.run('touch', (connection) => connection.execute(this.sql.touch, [expires, sid]))
       markPersisted(session, expires)
     } catch (error) {
       this.log.warn({ err: error }, 'could not extend a session expiry')
@@ -219,13 +228,25 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
   }
 
   private async remove (sid: string): Promise<void> {
-    await this.run('destroy', () => this.pool.execute(this.sql.destroy, [sid]))
+    await this.run('destroy', (connection) => connection.execute(this.sql.destroy, [sid]))
   }
 
-  private run<T> (operation: string, work: () => Promise<T>, deadlineMs = this.settings.deadlineMs): Promise<T> {
-    return withDeadline(operation, deadlineMs, async () => {
+  /**
+   * Runs `work` on a pooled connection within the deadline. Work that gets its connection only after
+   * the deadline is dropped: its request was answered 503, and running it then would, for example,
+   * store a session for a client that got no cookie (a stalled database would otherwise replay the
+   * whole pool queue when it comes back).
+   */
+  private run<T> (operation: string, work: (connection: PoolConnection) => Promise<T>, deadlineMs = this.settings.deadlineMs): Promise<T> {
+    return withDeadline(operation, deadlineMs, async (deadline) => {
       await this.prepare()
-      return await work()
+      const connection = await this.pool.getConnection()
+      try {
+        deadline.throwIfAborted()
+        return await work(connection)
+      } finally {
+        connection.release()
+      }
     })
   }
 }

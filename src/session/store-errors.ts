@@ -15,15 +15,20 @@ export class StoreUnavailableError extends Error {
 /**
  * Rejects with StoreUnavailableError after `ms`; the work itself is not cancelled, but no request
  * waits for it any longer (a pool queue can otherwise hold a request for as long as the database
- * stalls).
+ * stalls). `work` is told through its signal when its caller has given up, so it can skip what is
+ * left instead of doing it for nobody.
  */
-export async function withDeadline<T> (operation: string, ms: number, work: () => Promise<T>): Promise<T> {
+export async function withDeadline<T> (operation: string, ms: number, work: (deadline: AbortSignal) => Promise<T>): Promise<T> {
+  const expired = new AbortController()
   let timer: NodeJS.Timeout | undefined
   const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new StoreUnavailableError(`${operation} took longer than ${ms} ms`)), ms)
+    timer = setTimeout(() => {
+      expired.abort()
+      reject(new StoreUnavailableError(`${operation} took longer than ${ms} ms`))
+    }, ms)
   })
   try {
-    return await Promise.race([work().catch((error: unknown) => {
+    return await Promise.race([work(expired.signal).catch((error: unknown) => {
       throw error instanceof StoreUnavailableError ? error : new StoreUnavailableError(operation, error)
     }), deadline])
   } finally {
@@ -31,11 +36,15 @@ export async function withDeadline<T> (operation: string, ms: number, work: () =
   }
 }
 
-/** mysql2 errors carry the SQL text and bound values; keep only what helps an operator. */
+/**
+ * mysql2 errors carry the SQL text and bound values; keep only what helps an operator, including
+ * the scrubbed cause, so a logged 503 still says why the store failed.
+ */
 export function scrubDatabaseError (error: unknown): unknown {
   if (!(error instanceof Error)) return error
   const { code, errno, sqlState } = error as Error & { code?: string, errno?: number, sqlState?: string }
-  const scrubbed = new Error(error.message.replace(/'[^']*'/g, "'…'"))
+  const cause = error.cause === undefined ? {} : { cause: scrubDatabaseError(error.cause) }
+  const scrubbed = new Error(error.message.replace(/'[^']*'/g, "'…'"), cause)
   scrubbed.name = error.name
   Object.assign(scrubbed, { code, errno, sqlState })
   return scrubbed

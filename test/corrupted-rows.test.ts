@@ -1,0 +1,80 @@
+import t, { type Test } from 'tap'
+import { baseEnv, httpRequest, serve, sessionCookie } from './helper.js'
+import { WARN, captureLog } from './support/log-capture.js'
+import { sessionIdOf, signedCookie } from './support/signed-cookie.js'
+
+// Rows written straight into the table, as a bug, a manual edit or another app might leave them,
+// then asked for with a correctly signed cookie: the signature is fine, the data is not.
+
+const inAnHour = () => Math.floor(Date.now() / 1000) + 3600
+const cookie = { originalMaxAge: 3600000, expires: new Date(Date.now() + 3600000).toISOString(), httpOnly: true, path: '/' }
+const user = { name: 'ann' }
+
+const corruptedRows: Array<[string, string | null]> = [
+  ['not JSON', '{'],
+  ['JSON null', 'null'],
+  ['an empty object', '{}'],
+  ['an array', '[]'],
+  ['SQL NULL', null],
+  ['no cookie field', JSON.stringify({ createdAt: 1, user })],
+  ['a cookie that is not an object', JSON.stringify({ cookie: 'sid', user })],
+  ['a cookie expiry that is not a date', JSON.stringify({ cookie: { ...cookie, expires: 'never' }, user })],
+  ['a __proto__ key', `{"cookie":${JSON.stringify(cookie)},"__proto__":{"user":{"name":"admin"}}}`],
+  ['a __proto__ key inside the cookie', `{"cookie":{"__proto__":{"secure":false},"originalMaxAge":3600000},"user":{"name":"ann"}}`],
+  ['constructor.prototype keys', `{"cookie":${JSON.stringify(cookie)},"constructor":{"prototype":{"user":{"name":"admin"}}}}`]
+]
+
+async function setUp (t: Test) {
+  const log = captureLog()
+  const { db, base } = await serve(t, { LOG_LEVEL: 'warn' }, { logger: log.logger })
+  /** Stores `data` under a new id, then asks for it with that id's signed cookie. */
+  const visit = async (id: string, data: string | null, expires = inAnHour()) => {
+    await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', [id, expires, data])
+    const logged = log.entries().length
+    const res = await httpRequest(`${base}/session`, { headers: { cookie: signedCookie(id, baseEnv.SESSION_SECRET as string) } })
+    return { res, warnings: log.entries(logged).filter((entry) => entry.level >= WARN), issued: sessionIdOf(sessionCookie(res.headers['set-cookie'])) }
+  }
+  const rowExists = async (id: string) => {
+    const [rows] = await db.pool.query('SELECT 1 FROM sessions WHERE session_id = ?', [id])
+    return (rows as unknown[]).length > 0
+  }
+  return { visit, rowExists }
+}
+
+t.test('the fixture itself: a well-formed row is read as the session it holds', async (t) => {
+  const { visit } = await setUp(t)
+  const { res, warnings, issued } = await visit('well-formed', JSON.stringify({ cookie, createdAt: 1, user }))
+  t.equal(res.status, 200)
+  t.match(res.json(), { authenticated: true, user })
+  t.equal(issued, 'well-formed', 'the same id')
+  t.same(warnings, [])
+})
+
+t.test('a corrupted row gives a fresh anonymous session, one warning without the id, and is deleted', async (t) => {
+  const { visit, rowExists } = await setUp(t)
+  for (const [index, [label, data]] of corruptedRows.entries()) {
+    const id = `corrupted-${index}`
+    const { res, warnings, issued } = await visit(id, data)
+    t.equal(res.status, 200, `${label}: 200`)
+    t.same(res.json().authenticated, false, `${label}: anonymous`)
+    t.ok(issued !== undefined && issued !== id, `${label}: a new session id`)
+    t.same(warnings.map((entry) => entry.msg), ['discarded a corrupted session row; the client gets a fresh session'], `${label}: one warning`)
+    t.notMatch(JSON.stringify(warnings), id, `${label}: the warning does not carry the id`)
+    let deleted = false
+    for (let tries = 0; tries < 20 && !deleted; tries++) {
+      deleted = !(await rowExists(id))
+      if (!deleted) await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+    t.ok(deleted, `${label}: the row is deleted`)
+  }
+})
+
+// Not corruption: an expired session is routine (the cleanup removes it later), so no warning.
+t.test('a row past its expiry gives a fresh anonymous session, without a warning', async (t) => {
+  const { visit } = await setUp(t)
+  const { res, warnings, issued } = await visit('expired', JSON.stringify({ cookie, createdAt: 1, user }), Math.floor(Date.now() / 1000) - 1)
+  t.equal(res.status, 200)
+  t.same(res.json().authenticated, false)
+  t.ok(issued !== undefined && issued !== 'expired', 'a new session id')
+  t.same(warnings, [])
+})

@@ -1,0 +1,51 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { basename, join } from 'node:path'
+import t from 'tap'
+
+// SECURITY 22: express-mysql-session 3.0.3 asks for mysql2 3.10.2, which has known flaws; the
+// project pins a patched mysql2 and forces it on every dependency with `overrides`.
+
+const root = new URL('..', import.meta.url).pathname
+const require = createRequire(import.meta.url)
+
+/** Every directory named mysql2 that npm installed, at any depth. */
+function installedMysql2 (nodeModules: string, found: string[] = []): string[] {
+  const visit = (dir: string) => {
+    if (basename(dir) === 'mysql2') found.push(dir)
+    if (existsSync(join(dir, 'node_modules'))) installedMysql2(join(dir, 'node_modules'), found)
+  }
+  for (const entry of readdirSync(nodeModules, { withFileTypes: true })) {
+    if (!entry.isDirectory() || entry.name.startsWith('.')) continue
+    const path = join(nodeModules, entry.name)
+    if (entry.name.startsWith('@')) for (const scoped of readdirSync(path)) visit(join(path, scoped))
+    else visit(path)
+  }
+  return found
+}
+
+const atLeast = (version: string, minimum: number[]) => {
+  const parts = version.split('.').map(Number)
+  const index = minimum.findIndex((value, i) => parts[i] !== value)
+  return index === -1 || (parts[index] ?? 0) > (minimum[index] ?? 0)
+}
+
+t.test('every installed mysql2 is 3.24 or later', async (t) => {
+  const copies = installedMysql2(join(root, 'node_modules'))
+  t.ok(copies.length > 0, `found ${copies.length}`)
+  for (const dir of copies) {
+    const { version } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { version: string }
+    t.ok(atLeast(version, [3, 24, 0]), `${dir.slice(root.length)}: ${version}`)
+  }
+})
+
+t.test('express-mysql-session loads the same mysql2 as the project', async (t) => {
+  const fromStore = createRequire(require.resolve('express-mysql-session'))
+  t.equal(fromStore.resolve('mysql2/promise'), require.resolve('mysql2/promise'))
+})
+
+t.test('package.json pins mysql2 exactly and overrides it everywhere', async (t) => {
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { dependencies: Record<string, string>, overrides: Record<string, string> }
+  t.match(pkg.dependencies.mysql2, /^\d+\.\d+\.\d+$/, 'an exact version')
+  t.equal(pkg.overrides.mysql2, '$mysql2', 'every dependency gets that version')
+})

@@ -1,0 +1,82 @@
+import { randomBytes } from 'node:crypto'
+import { pino } from 'pino'
+import t from 'tap'
+import { loggerOptions } from '../src/logger.js'
+import { Client, baseEnv, build, httpRequest, listen, privateDatabase } from './helper.js'
+import { captureLog } from './support/log-capture.js'
+import { MARIADBD } from './support/private-mariadb.js'
+import { sessionIdOf, signedCookie } from './support/signed-cookie.js'
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+t.test('the log of a whole scenario holds no session id, cookie, password or SQL', { skip: MARIADBD ? false : 'mariadbd is not installed' }, async (t) => {
+  const db = await privateDatabase(t)
+  const password = `pw-${randomBytes(12).toString('base64url')}`
+  const wrongPassword = `wrong-${randomBytes(12).toString('base64url')}`
+  await db.admin.query('CREATE USER app IDENTIFIED BY ?', [password])
+  await db.admin.query('GRANT ALL ON sessions.* TO app')
+  const log = captureLog()
+  const env = { ...db.env, SESSION_USER: 'app', SESSION_PASSWORD: password, LOG_LEVEL: 'debug', SESSION_CLEANUP_INTERVAL: '200' }
+  const base = await listen(await build(t, env, { logger: log.logger }))
+  const waitForLog = async (pattern: RegExp) => {
+    for (let tries = 0; tries < 50 && !pattern.test(log.text()); tries++) await sleep(100)
+  }
+
+  // A visitor, who comes back with the cookie and, for good measure, the password in a header.
+  const client = new Client(base)
+  await client.request('/session')
+  const authorization = `Basic ${Buffer.from(`app:${password}`).toString('base64')}`
+  await client.request('/session', { headers: { authorization } })
+  // A forged cookie, and a corrupted row asked for with a valid one.
+  const forged = `sid=${encodeURIComponent(`s:${randomBytes(24).toString('base64url')}.forged`)}`
+  await httpRequest(`${base}/session`, { headers: { cookie: forged } })
+  const corruptedId = randomBytes(24).toString('base64url')
+  await db.admin.query('INSERT INTO sessions VALUES (?, ?, ?)', [corruptedId, Math.floor(Date.now() / 1000) + 3600, '{'])
+  await httpRequest(`${base}/session`, { headers: { cookie: signedCookie(corruptedId, baseEnv.SESSION_SECRET as string) } })
+  // Database errors that carry SQL text: the table gone under a request and under the cleanup timer.
+  await db.admin.query('RENAME TABLE sessions TO sessions_away')
+  t.equal((await client.request('/session')).status, 503)
+  await waitForLog(/expired-session cleanup failed/)
+  await db.admin.query('RENAME TABLE sessions_away TO sessions')
+  // The database killed, then back.
+  await db.server.stop('SIGKILL')
+  t.equal((await client.request('/session')).status, 503)
+  await db.server.start()
+  t.equal((await client.request('/session')).status, 200)
+  // An instance configured with a wrong password.
+  await build(t, { ...env, SESSION_PASSWORD: wrongPassword }, { logger: log.logger })
+
+  const text = log.text()
+  for (const expected of [/incoming request/, /discarded a corrupted session row/, /"msg":"request failed"/, /expired-session cleanup failed/, /Access denied/]) {
+    t.match(text, expected, `the scenario logged ${expected}`)
+  }
+  const secrets: Array<[string, string]> = [
+    ['the session id', sessionIdOf(client.cookie) as string],
+    ['the session cookie', decodeURIComponent(client.cookie as string)],
+    ['the session cookie, encoded', client.cookie as string],
+    ['the forged cookie', forged],
+    ['the corrupted row\'s id', corruptedId],
+    ['the database password', password],
+    ['the wrong database password', wrongPassword],
+    ['the Authorization header', authorization.slice('Basic '.length)],
+    ['the session secret', baseEnv.SESSION_SECRET as string]
+  ]
+  for (const [label, secret] of secrets) t.notOk(text.includes(secret), `no ${label} in ${text.length} characters of log`)
+  t.notMatch(text, /SELECT |INSERT INTO|UPDATE `|DELETE FROM/, 'no SQL text')
+  t.notMatch(text, /"sql"|"sqlMessage"/, 'database errors scrubbed before logging, not only censored')
+  const failures = log.entries().filter((entry) => entry.msg === 'request failed').map((entry) => JSON.stringify(entry.err))
+  t.match(failures, [/doesn't exist/, /ECONNREFUSED|PROTOCOL_CONNECTION_LOST/], 'each 503 logs why the store failed')
+})
+
+t.test('the redact paths catch headers, Set-Cookie, passwords and err.sql wherever a log line carries them', async (t) => {
+  const lines: string[] = []
+  const logger = pino(loggerOptions(), { write: (line: string) => { lines.push(line) } })
+  logger.info({
+    req: { headers: { cookie: 'sid=secret-cookie', authorization: 'Bearer secret-token' } },
+    res: { headers: { 'set-cookie': 'sid=secret-set-cookie' } },
+    database: { password: 'secret-password' },
+    err: { message: 'boom', sql: 'SELECT secret_sql' }
+  }, 'everything at once')
+  t.notMatch(lines.join(''), /secret/)
+  t.match(JSON.parse(lines.join('')), { req: { headers: { cookie: '[redacted]', authorization: '[redacted]' } }, err: { message: 'boom', sql: '[redacted]' } })
+})
