@@ -21,7 +21,7 @@ async function setUp (t: Test) {
   await httpRequest(`${base}/session`) // creates the table: the next SELECTs are session reads only
   const victimId = randomBytes(24).toString('base64url')
   const cookie = { originalMaxAge: 3600000, expires: new Date(Date.now() + 3600000).toISOString(), httpOnly: true, path: '/' }
-  await db.admin.query('INSERT INTO sessions VALUES (?, ?, ?)', [victimId, Math.floor(Date.now() / 1000) + 3600,
+  await db.admin.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', [victimId, Math.floor(Date.now() / 1000) + 3600,
     JSON.stringify({ cookie, createdAt: victimCreatedAt, user: { name: 'victim' } })])
   const selects = async () => {
     const [rows] = await db.admin.query<RowDataPacket[]>("SHOW GLOBAL STATUS LIKE 'Com_select'")

@@ -31,7 +31,7 @@ t.test('the log of a whole scenario holds no session id, cookie, password or SQL
   const forged = `sid=${encodeURIComponent(`s:${randomBytes(24).toString('base64url')}.forged`)}`
   await httpRequest(`${base}/session`, { headers: { cookie: forged } })
   const corruptedId = randomBytes(24).toString('base64url')
-  await db.admin.query('INSERT INTO sessions VALUES (?, ?, ?)', [corruptedId, Math.floor(Date.now() / 1000) + 3600, '{'])
+  await db.admin.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', [corruptedId, Math.floor(Date.now() / 1000) + 3600, '{'])
   await httpRequest(`${base}/session`, { headers: { cookie: signedCookie(corruptedId, baseEnv.SESSION_SECRET as string) } })
   // Database errors that carry SQL text: the table gone under a request and under the cleanup timer.
   await db.admin.query('RENAME TABLE sessions TO sessions_away')
