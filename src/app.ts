@@ -5,6 +5,7 @@ import apiDocs from './plugins/api-docs.js'
 import auth from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
 import cors from './plugins/cors.js'
+import crossSiteGuard from './plugins/cross-site-guard.js'
 import errorHandler from './plugins/error-handler.js'
 import securityHeaders from './plugins/security-headers.js'
 import sessionBridge from './plugins/session-bridge.js'
@@ -57,6 +58,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     await app.register(healthRoutes)
     await app.register(pageRoutes)
     await app.register(async function sessionScope (scope) {
+      await scope.register(crossSiteGuard)
       await scope.register(sessionBridge)
       await scope.register(sessionRoutes)
       await scope.register(loginRoutes)

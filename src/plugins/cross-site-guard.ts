@@ -1,0 +1,23 @@
+import fp from 'fastify-plugin'
+import { splitList } from '../config/config.js'
+import { HttpError } from '../http-error.js'
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
+
+/**
+ * Refuses a state-changing request (login, logout, state, revocation) that a browser sent from a
+ * page of another origin that CORS_ORIGINS does not list. SameSite=Lax already keeps the cookie off
+ * such requests, but SameSite=None (a frontend on another site) does not, and a cross-site form
+ * could then log a user out or in. Browsers always send `Origin` on these requests; clients that
+ * send none (curl, servers) are not browsers and pass. Runs before the bridge: a refused request
+ * never loads a session.
+ */
+export default fp(async function crossSiteGuard (fastify) {
+  const allowed = new Set(splitList(fastify.config.CORS_ORIGINS))
+  fastify.addHook('onRequest', async (request) => {
+    const origin = request.headers.origin
+    if (SAFE_METHODS.has(request.method) || origin === undefined) return
+    if (origin === `${request.protocol}://${request.host}` || allowed.has(origin)) return
+    throw new HttpError(403, 'Cross-site request refused: this origin is not in CORS_ORIGINS')
+  })
+}, { name: 'cross-site-guard', dependencies: ['config'] })
