@@ -113,6 +113,16 @@ t.test('the client keeps its own JSON state, up to 4 KiB', async (t) => {
   t.equal((await client.request('/session/state', { method: 'PUT' })).status, 400, 'no body')
 })
 
+t.test('a state the body parser accepted is read back, whatever its key names', async (t) => {
+  const { client } = await serve(t, {})
+  const state = { constructor: 'x', prototype: { constructor: 1 }, nested: { constructor: { name: 'kept' } } }
+  t.equal((await client.request('/session/state', { method: 'PUT', body: state })).status, 200)
+  const first = await client.request('/session')
+  t.same(first.json().state, state, 'the stored state comes back')
+  t.same((await client.request('/session')).json().state, state, 'and again on the next visit: the session was not thrown away')
+  t.equal((await client.request('/session/state', { method: 'PUT', body: '{"constructor":{"prototype":{"x":1}}}' })).status, 400, 'constructor poisoning is refused at the door')
+})
+
 t.test('the client\'s state is carried over to the new session at login', async (t) => {
   const { client } = await serve(t, { AUTH_USERS_FILE: writeUsersFile(t, users) })
   await client.request('/session/state', { method: 'PUT', body: { before: 'login' } })

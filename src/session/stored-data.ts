@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto'
 import type { SessionData } from 'express-session'
 
-const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype'])
-
 /**
  * Parses a row's `data` column. Anything express-session could choke on or be polluted by (not
- * JSON, not an object, no cookie, `__proto__` keys that `new Session()` would copy onto its own
- * prototype) is refused with `undefined`, so the client gets a fresh session instead of a 5xx.
+ * JSON, not an object, no cookie, `__proto__` or `constructor.prototype` keys that copying could turn
+ * into prototype pollution) is refused with `undefined`, so the client gets a fresh session instead
+ * of a 5xx. The rule is the one Fastify's body parser applies (secure-json-parse), so a state a
+ * client was allowed to store (`{"constructor":"x"}`, say) is always read back.
  */
 export function parseStoredSession (text: unknown): SessionData | undefined {
   if (typeof text !== 'string') return undefined
@@ -14,7 +14,7 @@ export function parseStoredSession (text: unknown): SessionData | undefined {
   let value: unknown
   try {
     value = JSON.parse(text, (key, inner: unknown) => {
-      if (FORBIDDEN_KEYS.has(key)) polluted = true
+      if (key === '__proto__' || (key === 'constructor' && isPlainObject(inner) && Object.hasOwn(inner, 'prototype'))) polluted = true
       return inner
     })
   } catch {
