@@ -1,0 +1,187 @@
+// `npm run bench`: the project beside the stacks people use today, on one database, under the same
+// load, in one run. Prints req/s, p50/p99 latency, database queries per request and the ratio to
+// the seed's Express stack, then the new-session and write paths, then reads while a million
+// expired rows are cleaned up. docs/benchmarks.md says how to read it.
+//
+// Variables: BENCH_DURATION (s per measurement, default 10), BENCH_CONNECTIONS (default 32),
+// BENCH_CLEANUP_ROWS (default 1000000; 0 skips that part), BENCH_DATABASE_URL (mysql://user:pass@host:port;
+// default: a private MariaDB when mariadbd is installed, else root@127.0.0.1:3306).
+import autocannon from 'autocannon'
+import { pino } from 'pino'
+import { loadConfig, type Config } from '../src/config/config.js'
+import { STORE_DEADLINE_MS, createSessionPool } from '../src/session/mysql-pool.js'
+import { MysqlSessionStore } from '../src/session/mysql-store.js'
+import {
+  CONNECTIONS, DURATION, SCHEMA, WARMUP_SECONDS, fire, openDatabase, projectEntry, projectEnv, runChecked,
+  sessionCookie, startTarget, type Database, type Target
+} from './harness.js'
+
+const CLEANUP_ROWS = Number(process.env.BENCH_CLEANUP_ROWS ?? 1_000_000)
+
+const fixture = (name: string) => [`bench/fixtures/${name}.mjs`]
+
+interface Measurement {
+  target: string
+  scenario: string
+  rps: number
+  p50: number
+  p99: number
+  queriesPerRequest: number
+  errors: number
+}
+
+async function main (): Promise<void> {
+  const database = await openDatabase()
+  try {
+    await run(database)
+  } finally {
+    await database.close()
+  }
+}
+
+async function run (database: Database): Promise<void> {
+  await runChecked('node', ['scripts/build-if-needed.mjs'])
+  const dbEnv = {
+    SESSION_HOST: database.host,
+    SESSION_PORT: String(database.port),
+    SESSION_USER: database.user,
+    SESSION_PASSWORD: database.password,
+    SESSION_DATABASE: SCHEMA
+  }
+  const targets: Target[] = [
+    { name: 'seed: Express 5 + express-session + express-mysql-session', args: fixture('seed-express'), env: dbEnv, cookie: 'own' },
+    { name: 'naive port: @fastify/express + the same', args: fixture('naive-port'), env: dbEnv, cookie: 'own' },
+    { name: '@fastify/session + express-mysql-session', args: fixture('fastify-session'), env: dbEnv, cookie: 'own' },
+    { name: 'this project (MariaDB store)', args: projectEntry, env: projectEnv(database), cookie: 'own' },
+    { name: 'this project (in-memory store, no database)', args: projectEntry, env: { ...projectEnv(database), NODE_ENV: 'development', SESSION_HOST: '' }, cookie: 'own' },
+    { name: 'ceiling: bare Fastify', args: fixture('bare-fastify') },
+    { name: 'ceiling: Fastify + one prepared SELECT', args: fixture('prepared-select'), env: dbEnv, cookie: 'raw-id' }
+  ]
+  const [seed, naive, fastifySession, project] = targets as [Target, Target, Target, Target]
+
+  console.log(`bench: ${CONNECTIONS} connections, ${DURATION} s per measurement after ${WARMUP_SECONDS} s of warm-up, database ${database.label}`)
+  const reads: Measurement[] = []
+  for (const target of targets) reads.push(await measure(database, target, 'GET /session, existing session', readLoad))
+  printTable('Steady-state reads: GET /session with one existing session', reads)
+
+  const creates: Measurement[] = []
+  for (const target of [seed, naive, fastifySession, project]) creates.push(await measure(database, target, 'GET /session, no cookie', newSessionLoad))
+  printTable('New sessions: GET /session without a cookie (each request creates and stores one)', creates)
+
+  const writes: Measurement[] = []
+  for (const target of [seed, naive, fastifySession, project]) writes.push(await measure(database, target, 'PUT /session/state', writeLoad))
+  printTable('Writes: PUT /session/state with a new value each time', writes)
+
+  checkTargets(reads)
+  if (CLEANUP_ROWS > 0) await measureCleanup(database, project)
+}
+
+type Load = (base: string, cookie: string) => autocannon.Options
+
+const readLoad: Load = (base, cookie) => ({ url: `${base}/session`, headers: { cookie } })
+
+const newSessionLoad: Load = (base) => ({ url: `${base}/session` })
+
+const writeLoad: Load = (base, cookie) => {
+  let n = 0
+  return {
+    url: `${base}/session/state`,
+    method: 'PUT',
+    headers: { cookie, 'content-type': 'application/json' },
+    requests: [{ setupRequest: (request) => ({ ...request, body: JSON.stringify({ n: n++ }) }) }]
+  }
+}
+
+async function measure (database: Database, target: Target, scenario: string, load: Load): Promise<Measurement> {
+  const server = await startTarget(target)
+  try {
+    const cookie = await sessionCookie(database, target)
+    const options = load(server.base, cookie)
+    await fire({ ...options, duration: WARMUP_SECONDS })
+    const before = await database.questions()
+    const result = await fire({ ...options, duration: DURATION })
+    const after = await database.questions()
+    // The second SHOW STATUS counts itself.
+    const queries = after - before - 1
+    return {
+      target: target.name,
+      scenario,
+      rps: result.requests.total / DURATION,
+      p50: result.latency.p50,
+      p99: result.latency.p99,
+      queriesPerRequest: queries / result.requests.total,
+      errors: result.errors + result.timeouts + result.non2xx
+    }
+  } finally {
+    await server.stop()
+  }
+}
+
+function printTable (title: string, rows: Measurement[]): void {
+  const seed = rows[0]?.rps ?? 1
+  console.log(`\n${title}`)
+  console.log('| stack | req/s | p50 ms | p99 ms | queries/req | vs seed | non-2xx+errors |')
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |')
+  for (const row of rows) {
+    console.log(`| ${row.target} | ${Math.round(row.rps)} | ${row.p50} | ${row.p99} | ${row.queriesPerRequest.toFixed(2)} | ${(row.rps / seed).toFixed(2)}x | ${row.errors} |`)
+  }
+}
+
+/** The issue's targets, as ratios within this run. */
+function checkTargets (reads: Measurement[]): void {
+  const [seed, naive, , project] = reads as [Measurement, Measurement, Measurement, Measurement]
+  const checks: Array<[string, boolean, string]> = [
+    ['>= 2.0x the seed stack', project.rps >= 2 * seed.rps, `${(project.rps / seed.rps).toFixed(2)}x`],
+    ['>= 1.5x the naive port', project.rps >= 1.5 * naive.rps, `${(project.rps / naive.rps).toFixed(2)}x`],
+    ['<= 1.05 queries per request', project.queriesPerRequest <= 1.05, project.queriesPerRequest.toFixed(3)]
+  ]
+  console.log('\nTargets for this project\'s steady-state reads')
+  for (const [label, holds, value] of checks) console.log(`- ${label}: ${value} ${holds ? 'holds' : 'DOES NOT HOLD'}`)
+}
+
+/**
+ * A million expired rows, then reads against the project while its own cleanup (the code the
+ * server's timer runs) deletes them in batches: p99 during the cleanup against p99 without it.
+ */
+async function measureCleanup (database: Database, project: Target): Promise<void> {
+  const server = await startTarget(project)
+  try {
+    const cookie = await sessionCookie(database, project)
+    console.log(`\nCleanup: inserting ${CLEANUP_ROWS} expired rows`)
+    await database.pool.query(`INSERT INTO sessions (session_id, expires, data)
+      SELECT CONCAT('expired-', seq), UNIX_TIMESTAMP() - 3600, '{"cookie":{"originalMaxAge":1000}}' FROM seq_1_to_${CLEANUP_ROWS}`)
+    const options = readLoad(server.base, cookie)
+    await fire({ ...options, duration: WARMUP_SECONDS })
+    const quiet = await fire({ ...options, duration: DURATION })
+
+    const pool = createSessionPool(projectConfig(database))
+    const store = new MysqlSessionStore({
+      pool, database: SCHEMA, table: 'sessions', maxAgeMs: 2628000000, absoluteTimeoutMs: 0, touchAfterMs: 3600000, deadlineMs: STORE_DEADLINE_MS, log: pino({ level: 'silent' })
+    })
+    let instance: autocannon.Instance | undefined
+    const load = new Promise<autocannon.Result>((resolve, reject) => {
+      instance = autocannon({ connections: CONNECTIONS, ...options, duration: 3600 }, (error, result) => error ? reject(error) : resolve(result))
+    })
+    const started = Date.now()
+    const removed = await store.cleanupExpired()
+    const cleanupMs = Date.now() - started
+    instance?.stop()
+    const during = await load
+    await pool.end()
+    console.log('| reads | req/s | p50 ms | p99 ms | errors |')
+    console.log('| --- | ---: | ---: | ---: | ---: |')
+    console.log(`| without cleanup | ${Math.round(quiet.requests.average)} | ${quiet.latency.p50} | ${quiet.latency.p99} | ${quiet.errors + quiet.non2xx} |`)
+    console.log(`| during cleanup | ${Math.round(during.requests.average)} | ${during.latency.p50} | ${during.latency.p99} | ${during.errors + during.non2xx} |`)
+    console.log(`removed ${removed} rows in ${(cleanupMs / 1000).toFixed(1)} s; p99 during/without = ${(during.latency.p99 / quiet.latency.p99).toFixed(2)} (target <= 2.00: ${during.latency.p99 <= 2 * quiet.latency.p99 ? 'holds' : 'DOES NOT HOLD'})`)
+  } finally {
+    await server.stop()
+  }
+}
+
+function projectConfig (database: Database): Config {
+  const env = { SESSION_HOST: database.host, SESSION_PORT: String(database.port), SESSION_USER: database.user, SESSION_PASSWORD: database.password, SESSION_DATABASE: SCHEMA }
+  return loadConfig(env).config
+}
+
+
+await main()
