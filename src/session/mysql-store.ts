@@ -93,8 +93,11 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
     return this.schemaReady
   }
 
+  /** A protocol-level COM_PING: it proves the server answers without running a statement. */
   async ping (deadlineMs = this.settings.deadlineMs): Promise<void> {
-    await this.run('ping', (connection) => statement(connection, 'query', 'SELECT 1'), deadlineMs)
+    await this.run('ping', (connection) => new Promise<void>((resolve, reject) => {
+      connection.ping((error) => error ? reject(error) : resolve())
+    }), deadlineMs)
   }
 
   override get (sid: string, callback?: Callback<SessionData | null>) {
