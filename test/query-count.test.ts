@@ -99,3 +99,23 @@ t.test('parallel reads of one session stay at one query each', needsMariadbd, as
   const statements = await statementsSince()
   t.ok(statements <= 50 * 1.05, `${statements} statements for 50 parallel reads: at most 1.05 each`)
 })
+
+t.test('the answer never waits for the touch', needsMariadbd, async (t) => {
+  const { db, base } = await setUp(t, { SESSION_TOUCH_AFTER: '0' })
+  const client = new Client(base)
+  await client.request('/session')
+  // Another transaction holds the row: reads go on (InnoDB reads do not wait for row locks), the
+  // touch's UPDATE waits for the lock until the pool's 1 s lock-wait timeout.
+  const holder = await db.admin.getConnection()
+  t.teardown(() => holder.release())
+  await holder.query('START TRANSACTION')
+  await holder.query('SELECT * FROM sessions FOR UPDATE')
+  await new Promise((resolve) => setTimeout(resolve, 1100)) // the stored expiry now lags: a touch is due
+  const started = Date.now()
+  const res = await client.request('/session')
+  const ms = Date.now() - started
+  t.equal(res.status, 200)
+  t.equal(res.json().authenticated, false, 'the whole body arrived')
+  t.ok(ms < 700, `answered in ${ms} ms, not after the touch's lock wait (express-session holds back the last byte until its touch returns)`)
+  await holder.query('ROLLBACK')
+})

@@ -1,11 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { promisify } from 'node:util'
 import fastifyExpress from '@fastify/express'
-import session from 'express-session'
+import session, { type SessionData } from 'express-session'
 import fp from 'fastify-plugin'
 import onHeaders from 'on-headers'
 import { cookieSecure, sessionSecrets } from '../config/config.js'
 import { persistedExpiry } from '../session/persisted.js'
+import type { ManagedStore } from '../session/managed-store.js'
 import type { RequestSession } from '../session/session-data.js'
 
 /** The session as it was when the route started: tells whether the route changed it. */
@@ -26,10 +27,12 @@ interface Snapshot {
 export default fp(async function sessionBridge (fastify) {
   const config = fastify.config
   const secure = cookieSecure(config)
+  const store = fastify.sessionStore
+  const middlewareStore = withoutTouch(store)
   const middleware = session({
     name: config.SESSION_COOKIE_NAME,
     secret: sessionSecrets(config),
-    store: fastify.sessionStore,
+    store: middlewareStore,
     resave: config.SESSION_RESAVE,
     saveUninitialized: config.SESSION_SAVE_UNINITIALIZED,
     // The cookie follows the idle timeout: each answer extends it, as the store's expiry is.
@@ -47,9 +50,9 @@ export default fp(async function sessionBridge (fastify) {
   // express-session gives the store a `generate(req)` and hashes the new session right after
   // calling it; stamping the creation time inside it keeps an untouched new session "unmodified"
   // (so saveUninitialized=false still stores nothing for a visit that changes nothing).
-  const store = fastify.sessionStore as typeof fastify.sessionStore & { generate: (req: IncomingMessage) => void }
-  const generate = store.generate.bind(store)
-  store.generate = (req) => {
+  const sessionStore = middlewareStore as typeof middlewareStore & { generate: (req: IncomingMessage) => void }
+  const generate = sessionStore.generate.bind(sessionStore)
+  sessionStore.generate = (req) => {
     generate(req)
     if (req.session) req.session.createdAt = Date.now()
   }
@@ -80,9 +83,24 @@ export default fp(async function sessionBridge (fastify) {
     const neverStored = persistedExpiry(current) === undefined
     if (modified || config.SESSION_RESAVE || (neverStored && config.SESSION_SAVE_UNINITIALIZED)) {
       await promisify(current.save.bind(current))()
+    } else if (!neverStored) {
+      // The idle timeout restarts now; the store writes the new expiry only when the stored one lags
+      // by more than SESSION_TOUCH_AFTER, and never makes the answer wait (failures are logged).
+      current.touch()
+      store.touch(current.id, current as SessionData, () => {})
     }
   })
 }, { name: 'session-bridge', dependencies: ['config', 'session-store'] })
+
+/**
+ * The store as express-session sees it: without `touch`. express-session touches every unchanged
+ * session itself, and to do it, holds back the last byte of every response and writes it only when
+ * the store's touch calls back (its "split response"): two socket writes per answer and a client
+ * kept waiting even when nothing is written. The onSend hook above touches instead.
+ */
+function withoutTouch (store: ManagedStore): session.Store {
+  return Object.create(store, { touch: { value: undefined } }) as session.Store
+}
 
 /**
  * express-session writes only `Expires`; the contract promises `Max-Age` too (browsers prefer it,

@@ -10,6 +10,8 @@ export interface StoredSession {
 
 /** What the app needs from a session store beyond express-session's Store interface. */
 export interface ManagedStore extends Store {
+  /** Extends a session's stored expiry (lazily: see each store); never rejects. */
+  touch (sid: string, session: SessionData, callback?: () => void): void
   /** Resolves when the store answers within `deadlineMs`; rejects with StoreUnavailableError otherwise. */
   ping (deadlineMs?: number): Promise<void>
   /** Removes expired sessions; resolves with how many went (0 when another instance is on it). */
