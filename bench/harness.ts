@@ -1,6 +1,7 @@
 // What the benchmark and the profiler share: the database, a stack started as its own process,
 // its session cookie, and the load generator.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import autocannon from 'autocannon'
 import { createConnection, createPool, type Pool, type RowDataPacket } from 'mysql2/promise'
@@ -23,14 +24,21 @@ export interface Target {
   cookie?: 'own' | 'raw-id'
 }
 
-/** The project as production runs it, on the bench schema. */
-export function projectEnv (database: Database): Record<string, string> {
+/** SESSION_* variables pointing at the bench schema, for the project and the peers. */
+export function databaseEnv (database: Database): Record<string, string> {
   return {
     SESSION_HOST: database.host,
     SESSION_PORT: String(database.port),
     SESSION_USER: database.user,
     SESSION_PASSWORD: database.password,
-    SESSION_DATABASE: SCHEMA,
+    SESSION_DATABASE: SCHEMA
+  }
+}
+
+/** The project as production runs it, on the bench schema. */
+export function projectEnv (database: Database): Record<string, string> {
+  return {
+    ...databaseEnv(database),
     NODE_ENV: 'production',
     SESSION_SECRET: 'bench-secret-bench-secret-bench-secret',
     SESSION_COOKIE_SECURE: 'false',
@@ -60,6 +68,8 @@ export async function sessionCookie (database: Database, target: Target): Promis
 
 export interface RunningTarget {
   base: string
+  /** User + system CPU time the process has used so far, in µs (from /proc, Linux only). */
+  cpuMicros: () => number
   stop: () => Promise<void>
 }
 
@@ -73,11 +83,18 @@ export async function startTarget (target: Target): Promise<RunningTarget> {
   await waitForPort(HTTP_PORT, child)
   return {
     base: `http://127.0.0.1:${HTTP_PORT}`,
+    cpuMicros: () => processCpuMicros(child.pid as number),
     stop: async () => {
       child.kill('SIGTERM')
       await exited
     }
   }
+}
+
+// utime and stime, fields 14 and 15 of /proc/PID/stat, in clock ticks (100 per second on Linux).
+function processCpuMicros (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10000
 }
 
 async function waitForPort (port: number, child: ChildProcess): Promise<void> {

@@ -12,11 +12,13 @@ import { loadConfig, type Config } from '../src/config/config.js'
 import { STORE_DEADLINE_MS, createSessionPool } from '../src/session/mysql-pool.js'
 import { MysqlSessionStore } from '../src/session/mysql-store.js'
 import {
-  CONNECTIONS, DURATION, SCHEMA, WARMUP_SECONDS, fire, openDatabase, projectEntry, projectEnv, runChecked,
+  CONNECTIONS, DURATION, SCHEMA, WARMUP_SECONDS, databaseEnv, fire, openDatabase, projectEntry, projectEnv, runChecked,
   sessionCookie, startTarget, type Database, type Target
 } from './harness.js'
 
 const CLEANUP_ROWS = Number(process.env.BENCH_CLEANUP_ROWS ?? 1_000_000)
+// `reads` stops after the steady-state reads and their targets (quick, while optimizing).
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'all').split(','))
 
 const fixture = (name: string) => [`bench/fixtures/${name}.mjs`]
 
@@ -27,6 +29,8 @@ interface Measurement {
   p50: number
   p99: number
   queriesPerRequest: number
+  /** The server process's own CPU time (user + system), µs per request. */
+  cpuPerRequest: number
   errors: number
 }
 
@@ -41,13 +45,7 @@ async function main (): Promise<void> {
 
 async function run (database: Database): Promise<void> {
   await runChecked('node', ['scripts/build-if-needed.mjs'])
-  const dbEnv = {
-    SESSION_HOST: database.host,
-    SESSION_PORT: String(database.port),
-    SESSION_USER: database.user,
-    SESSION_PASSWORD: database.password,
-    SESSION_DATABASE: SCHEMA
-  }
+  const dbEnv = databaseEnv(database)
   const targets: Target[] = [
     { name: 'seed: Express 5 + express-session + express-mysql-session', args: fixture('seed-express'), env: dbEnv, cookie: 'own' },
     { name: 'naive port: @fastify/express + the same', args: fixture('naive-port'), env: dbEnv, cookie: 'own' },
@@ -63,6 +61,8 @@ async function run (database: Database): Promise<void> {
   const reads: Measurement[] = []
   for (const target of targets) reads.push(await measure(database, target, 'GET /session, existing session', readLoad))
   printTable('Steady-state reads: GET /session with one existing session', reads)
+  checkTargets(reads)
+  if (!PARTS.has('all')) return
 
   const creates: Measurement[] = []
   for (const target of [seed, naive, fastifySession, project]) creates.push(await measure(database, target, 'GET /session, no cookie', newSessionLoad))
@@ -72,7 +72,6 @@ async function run (database: Database): Promise<void> {
   for (const target of [seed, naive, fastifySession, project]) writes.push(await measure(database, target, 'PUT /session/state', writeLoad))
   printTable('Writes: PUT /session/state with a new value each time', writes)
 
-  checkTargets(reads)
   if (CLEANUP_ROWS > 0) await measureCleanup(database, project)
 }
 
@@ -99,7 +98,9 @@ async function measure (database: Database, target: Target, scenario: string, lo
     const options = load(server.base, cookie)
     await fire({ ...options, duration: WARMUP_SECONDS })
     const before = await database.questions()
+    const cpuBefore = server.cpuMicros()
     const result = await fire({ ...options, duration: DURATION })
+    const cpu = server.cpuMicros() - cpuBefore
     const after = await database.questions()
     // The second SHOW STATUS counts itself.
     const queries = after - before - 1
@@ -110,6 +111,7 @@ async function measure (database: Database, target: Target, scenario: string, lo
       p50: result.latency.p50,
       p99: result.latency.p99,
       queriesPerRequest: queries / result.requests.total,
+      cpuPerRequest: cpu / result.requests.total,
       errors: result.errors + result.timeouts + result.non2xx
     }
   } finally {
@@ -120,10 +122,10 @@ async function measure (database: Database, target: Target, scenario: string, lo
 function printTable (title: string, rows: Measurement[]): void {
   const seed = rows[0]?.rps ?? 1
   console.log(`\n${title}`)
-  console.log('| stack | req/s | p50 ms | p99 ms | queries/req | vs seed | non-2xx+errors |')
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |')
+  console.log('| stack | req/s | p50 ms | p99 ms | queries/req | server CPU µs/req | vs seed | non-2xx+errors |')
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
   for (const row of rows) {
-    console.log(`| ${row.target} | ${Math.round(row.rps)} | ${row.p50} | ${row.p99} | ${row.queriesPerRequest.toFixed(2)} | ${(row.rps / seed).toFixed(2)}x | ${row.errors} |`)
+    console.log(`| ${row.target} | ${Math.round(row.rps)} | ${row.p50} | ${row.p99} | ${row.queriesPerRequest.toFixed(2)} | ${Math.round(row.cpuPerRequest)} | ${(row.rps / seed).toFixed(2)}x | ${row.errors} |`)
   }
 }
 
