@@ -37,7 +37,8 @@ export default fp(async function sessionStorePlugin (fastify) {
     absoluteTimeoutMs: config.SESSION_ABSOLUTE_TIMEOUT,
     touchAfterMs: touchAfterMs(config),
     deadlineMs: STORE_DEADLINE_MS,
-    log
+    log,
+    observe: fastify.metrics.observeStore
   })
   fastify.decorate('sessionStore', store)
   try {
@@ -50,4 +51,4 @@ export default fp(async function sessionStorePlugin (fastify) {
     await stopCleanup()
     await pool.end()
   })
-}, { name: 'session-store', dependencies: ['config'] })
+}, { name: 'session-store', dependencies: ['config', 'metrics'] })

@@ -64,6 +64,7 @@ export default withUser(async function userSessionRoutes (fastify: Authenticated
     } else {
       await new Promise<void>((resolve, reject) => sessionStore.destroy(target.id, (error) => error ? reject(error) : resolve()))
     }
+    fastify.metrics.sessionsRevoked('revoke_one', 1)
     return reply.code(204).send()
   })
 
@@ -78,6 +79,7 @@ export default withUser(async function userSessionRoutes (fastify: Authenticated
     }
   }, async (request) => {
     const revoked = await sessionStore.endSessionsOf(request.raw.session.user.name, request.raw.sessionID)
+    fastify.metrics.sessionsRevoked('revoke_others', revoked)
     return { revoked }
   })
 })
