@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import { trustProxyFunction, type ConfigSource } from './config/config.js'
 import type { Authenticator } from './auth/authenticator.js'
-import apiDocs from './plugins/api-docs.js'
+import apiDocs, { declareSessionCookie } from './plugins/api-docs.js'
 import auth from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
 import cors from './plugins/cors.js'
@@ -63,6 +63,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     await app.register(metricsRoutes)
     await app.register(pageRoutes)
     await app.register(async function sessionScope (scope) {
+      scope.addHook('onRoute', declareSessionCookie)
       await scope.register(crossSiteGuard)
       await scope.register(sessionBridge)
       await scope.register(sessionRoutes)
