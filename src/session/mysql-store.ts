@@ -3,6 +3,8 @@ import expressSession, { type SessionData } from 'express-session'
 import mysqlStoreFactory from 'express-mysql-session'
 import { escapeId, type Pool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 import type { FastifyBaseLogger } from 'fastify'
+import { touchAfterMs, type Config } from '../config/config.js'
+import { createSessionPool } from './mysql-pool.js'
 import { settle, type Callback, type ManagedStore, type StoredSession } from './managed-store.js'
 import { expiresSeconds, markPersisted, persistedExpiry } from './persisted.js'
 import { parseStoredSession, sessionFingerprint } from './stored-data.js'
@@ -33,6 +35,21 @@ export interface MysqlSessionStoreOptions {
 }
 
 export type StoreObserver = (operation: string, seconds: number, failed: boolean) => void
+
+/** The store the configuration describes (SESSION_HOST set), on a pool of its own that the caller ends. */
+export function createMysqlStore (config: Config, options: Pick<MysqlSessionStoreOptions, 'deadlineMs' | 'log' | 'observe'>): { pool: Pool, store: MysqlSessionStore } {
+  const pool = createSessionPool(config)
+  const store = new MysqlSessionStore({
+    pool,
+    database: config.SESSION_DATABASE as string,
+    table: config.SESSION_TABLE,
+    maxAgeMs: config.SESSION_MAX_AGE,
+    absoluteTimeoutMs: config.SESSION_ABSOLUTE_TIMEOUT,
+    touchAfterMs: touchAfterMs(config),
+    ...options
+  })
+  return { pool, store }
+}
 
 /** The GET_LOCK name under which one instance at a time cleans a table (a database's names are at most 64 characters). */
 export function cleanupLockName (database: string, table: string): string {
