@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs'
+import { parseEnv } from 'node:util'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { ConfigError, cookieSecure, loadConfig, metricsSetting, sessionSecrets, touchAfterMs, trustProxySetting } from '../src/config/config.js'
+import { configSchema } from '../src/config/schema.js'
 import { baseEnv, type Env } from './helper.js'
 
 const database: Env = { SESSION_HOST: '127.0.0.1', SESSION_USER: 'root', SESSION_DATABASE: 'test' }
@@ -138,4 +141,26 @@ t.test('the app uses the values it validated', async (t) => {
   await app.ready()
   t.equal(app.config.SESSION_TABLE, 'my_sessions')
   t.equal(app.config.PORT, 1234)
+})
+
+t.test('.env.example lists every variable, each under a comment, with its default', async (t) => {
+  const lines = readFileSync(new URL('../.env.example', import.meta.url), 'utf8').split('\n')
+  const listed = new Map<string, string>()
+  lines.forEach((line, index) => {
+    const match = /^([A-Z_]+)=(.*)$/.exec(line)
+    if (!match) return
+    listed.set(match[1] as string, match[2] as string)
+    // A variable line belongs to the block under the nearest comment, with no blank line between.
+    let above = index - 1
+    while (above >= 0 && /^[A-Z_]+=/.test(lines[above] as string)) above--
+    t.match(lines[above], /^# \S/, `${match[1]} is explained by a comment`)
+  })
+  const properties = configSchema.properties as Record<string, { default?: unknown }>
+  t.same([...listed.keys()].sort(), Object.keys(properties).sort(), 'exactly the schema\'s variables')
+  for (const [name, schema] of Object.entries(properties)) {
+    if (schema.default === undefined) continue
+    const value = listed.get(name)
+    t.ok(value === '' || value === String(schema.default), `${name}=${value}: the default (${String(schema.default)}) or empty`)
+  }
+  t.doesNotThrow(() => loadConfig(parseEnv(lines.join('\n'))), 'and its values are valid')
 })
