@@ -44,7 +44,9 @@ export function projectEnv (database: Database): Record<string, string> {
     SESSION_COOKIE_SECURE: 'false',
     // Request logging costs the project what the peers (no logger) never pay.
     LOG_LEVEL: 'warn',
-    SESSION_CLEANUP_INTERVAL: '0'
+    SESSION_CLEANUP_INTERVAL: '0',
+    // Extra variables to compare settings, e.g. BENCH_PROJECT_ENV=METRICS=off,SESSION_TOUCH_AFTER=0
+    ...Object.fromEntries((process.env.BENCH_PROJECT_ENV ?? '').split(',').filter(Boolean).map((pair) => pair.split('=', 2)))
   }
 }
 

@@ -3,7 +3,8 @@
 // the seed's Express stack, then the new-session and write paths, then reads while a million
 // expired rows are cleaned up. docs/benchmarks.md says how to read it.
 //
-// Variables: BENCH_DURATION (s per measurement, default 10), BENCH_CONNECTIONS (default 32),
+// Variables: BENCH_PARTS (default reads,creates,writes,cleanup), BENCH_ONLY=word,word (reads of those stacks only),
+// BENCH_PROJECT_ENV=NAME=value,... (extra variables for the project), BENCH_DURATION (s per measurement, default 10), BENCH_CONNECTIONS (default 32),
 // BENCH_CLEANUP_ROWS (default 1000000; 0 skips that part), BENCH_DATABASE_URL (mysql://user:pass@host:port;
 // default: a private MariaDB when mariadbd is installed, else root@127.0.0.1:3306).
 import autocannon from 'autocannon'
@@ -17,8 +18,9 @@ import {
 } from './harness.js'
 
 const CLEANUP_ROWS = Number(process.env.BENCH_CLEANUP_ROWS ?? 1_000_000)
-// `reads` stops after the steady-state reads and their targets (quick, while optimizing).
-const PARTS = new Set((process.env.BENCH_PARTS ?? 'all').split(','))
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'reads,creates,writes,cleanup').split(','))
+// With BENCH_PARTS=reads: only the stacks whose names contain one of these comma-separated words.
+const ONLY = process.env.BENCH_ONLY?.split(',')
 
 const fixture = (name: string) => [`bench/fixtures/${name}.mjs`]
 
@@ -58,21 +60,29 @@ async function run (database: Database): Promise<void> {
   const [seed, naive, fastifySession, project] = targets as [Target, Target, Target, Target]
 
   console.log(`bench: ${CONNECTIONS} connections, ${DURATION} s per measurement after ${WARMUP_SECONDS} s of warm-up, database ${database.label}`)
-  const reads: Measurement[] = []
-  for (const target of targets) reads.push(await measure(database, target, 'GET /session, existing session', readLoad))
-  printTable('Steady-state reads: GET /session with one existing session', reads)
-  checkTargets(reads)
-  if (!PARTS.has('all')) return
+  if (PARTS.has('reads')) {
+    const reads: Measurement[] = []
+    for (const target of targets.filter((target) => !ONLY || ONLY.some((part) => target.name.includes(part)))) {
+      reads.push(await measure(database, target, 'GET /session, existing session', readLoad))
+    }
+    printTable('Steady-state reads: GET /session with one existing session', reads)
+    if (!ONLY) checkTargets(reads)
+  }
 
-  const creates: Measurement[] = []
-  for (const target of [seed, naive, fastifySession, project]) creates.push(await measure(database, target, 'GET /session, no cookie', newSessionLoad))
-  printTable('New sessions: GET /session without a cookie (each request creates and stores one)', creates)
+  const peersAndProject = [seed, naive, fastifySession, project]
+  if (PARTS.has('creates')) {
+    const creates: Measurement[] = []
+    for (const target of peersAndProject) creates.push(await measure(database, target, 'GET /session, no cookie', newSessionLoad))
+    printTable('New sessions: GET /session without a cookie (each request creates and stores one)', creates)
+  }
 
-  const writes: Measurement[] = []
-  for (const target of [seed, naive, fastifySession, project]) writes.push(await measure(database, target, 'PUT /session/state', writeLoad))
-  printTable('Writes: PUT /session/state with a new value each time', writes)
+  if (PARTS.has('writes')) {
+    const writes: Measurement[] = []
+    for (const target of peersAndProject) writes.push(await measure(database, target, 'PUT /session/state', writeLoad))
+    printTable('Writes: PUT /session/state with a new value each time', writes)
+  }
 
-  if (CLEANUP_ROWS > 0) await measureCleanup(database, project)
+  if (PARTS.has('cleanup') && CLEANUP_ROWS > 0) await measureCleanup(database, project)
 }
 
 type Load = (base: string, cookie: string) => autocannon.Options
