@@ -47,7 +47,7 @@ t.test('the fixture itself: a well-formed row is read as the session it holds', 
   const { res, warnings, issued } = await visit('well-formed', JSON.stringify({ cookie, createdAt: 1, user }))
   t.equal(res.status, 200)
   t.match(res.json(), { authenticated: true, user })
-  t.equal(issued, 'well-formed', 'the same id')
+  t.ok(issued === undefined || issued === 'well-formed', `no new session: the cookie is kept, or renewed with the same id (${issued})`)
   t.same(warnings, [])
 })
 

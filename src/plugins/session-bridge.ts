@@ -1,11 +1,12 @@
+import { createHmac } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { promisify } from 'node:util'
 import fastifyExpress from '@fastify/express'
 import session, { type SessionData } from 'express-session'
 import fp from 'fastify-plugin'
 import onHeaders from 'on-headers'
-import { cookieSecure, sessionSecrets } from '../config/config.js'
-import { persistedExpiry } from '../session/persisted.js'
+import { cookieSecure, sessionSecrets, touchAfterMs } from '../config/config.js'
+import { persistedExpiry, touchIsDue } from '../session/persisted.js'
 import type { ManagedStore } from '../session/managed-store.js'
 import type { RequestSession } from '../session/session-data.js'
 
@@ -35,8 +36,9 @@ export default fp(async function sessionBridge (fastify) {
     store: middlewareStore,
     resave: config.SESSION_RESAVE,
     saveUninitialized: config.SESSION_SAVE_UNINITIALIZED,
-    // The cookie follows the idle timeout: each answer extends it, as the store's expiry is.
-    rolling: true,
+    // The cookie follows the idle timeout, renewed when the stored expiry is (see onSend), not on
+    // every answer: a Set-Cookie and an HMAC per request for a renewal nobody needs yet.
+    rolling: false,
     cookie: {
       path: '/',
       httpOnly: true,
@@ -75,21 +77,59 @@ export default fp(async function sessionBridge (fastify) {
     reply.header('cache-control', 'no-store')
   })
 
-  fastify.addHook('onSend', async (request) => {
+  const touchAfter = touchAfterMs(config)
+  const signingSecret = sessionSecrets(config)[0] as string
+
+  fastify.addHook('onSend', async (request, reply) => {
     const current = request.raw.session
     const snapshot = snapshots.get(request.raw)
     if (!current || !snapshot) return
     const modified = current.id !== snapshot.id || hashSession(current) !== snapshot.hash
     const neverStored = persistedExpiry(current) === undefined
-    if (modified || config.SESSION_RESAVE || (neverStored && config.SESSION_SAVE_UNINITIALIZED)) {
+    // The idle timeout restarts now (express-session would do it while ending the response).
+    current.touch()
+    if (modified || neverStored) {
+      if (modified || config.SESSION_SAVE_UNINITIALIZED) await promisify(current.save.bind(current))()
+    } else if (config.SESSION_RESAVE) {
       await promisify(current.save.bind(current))()
-    } else if (!neverStored) {
-      // The idle timeout restarts now; the store writes the new expiry only when the stored one lags
-      // by more than SESSION_TOUCH_AFTER, and never makes the answer wait (failures are logged).
-      current.touch()
-      store.touch(current.id, current as SessionData, () => {})
+      renewCookie(reply.raw, current, request.protocol)
+    } else {
+      // The store rewrites the expiry without making the answer wait (a failure is logged), and the
+      // cookie is renewed with it, so the browser and the store forget the session together. A
+      // cookie signed with a previous secret is re-signed at once, so rotation completes quickly.
+      const due = touchIsDue(current as SessionData, config.SESSION_MAX_AGE, touchAfter)
+      if (due) store.touch(current.id, current as SessionData, () => {})
+      if (due || signedWithPreviousSecret(request.raw, current.id)) renewCookie(reply.raw, current, request.protocol)
     }
   })
+
+  const cookiePattern = new RegExp(`(?:^|;)\\s*${config.SESSION_COOKIE_NAME.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}=([^;]*)`)
+  const rotating = sessionSecrets(config).length > 1
+
+  /** Only while SESSION_PREVIOUS_SECRETS lists a secret: otherwise every valid cookie is current. */
+  function signedWithPreviousSecret (req: IncomingMessage, id: string): boolean {
+    if (!rotating) return false
+    const value = cookiePattern.exec(req.headers.cookie ?? '')?.[1]
+    if (value === undefined) return false
+    try {
+      return decodeURIComponent(value.trim()) !== `s:${id}.${signature(id)}`
+    } catch {
+      return false
+    }
+  }
+
+  function signature (id: string): string {
+    return createHmac('sha256', signingSecret).update(id).digest('base64').replace(/=+$/, '')
+  }
+
+  /** What express-session sends for a new or changed session, for an unchanged one being extended. */
+  function renewCookie (res: ServerResponse, current: RequestSession, protocol: string): void {
+    if (current.cookie.secure && protocol !== 'https') return
+    const cookie = (current.cookie as typeof current.cookie & { serialize: (name: string, value: string) => string })
+      .serialize(config.SESSION_COOKIE_NAME, `s:${current.id}.${signature(current.id)}`)
+    const previous = res.getHeader('set-cookie') ?? []
+    res.setHeader('set-cookie', [...(Array.isArray(previous) ? previous : [String(previous)]), cookie])
+  }
 }, { name: 'session-bridge', dependencies: ['config', 'session-store'] })
 
 /**

@@ -8,7 +8,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { touchAfterMs, type Config } from '../config/config.js'
 import { createSessionPool } from './mysql-pool.js'
 import { settle, type Callback, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
-import { expiresSeconds, markPersisted, persistedExpiry } from './persisted.js'
+import { expiresSeconds, markPersisted, persistedExpiry, touchIsDue } from './persisted.js'
 import { parseStoredSession, sessionFingerprint } from './stored-data.js'
 import { withDeadline } from './store-errors.js'
 import { createOrUpgradeTable } from './table.js'
@@ -261,9 +261,8 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
 
   /** Best effort: it runs after the response is on its way, so a failure is logged, not thrown. */
   private async lazyTouch (sid: string, session: SessionData): Promise<void> {
+    if (!touchIsDue(session, this.settings.maxAgeMs, this.settings.touchAfterMs)) return
     const expires = expiresSeconds(session, this.settings.maxAgeMs)
-    const stored = persistedExpiry(session)
-    if (stored !== undefined && (expires - stored) * 1000 < this.settings.touchAfterMs) return
     try {
       await this.run('touch', (connection) => statement(connection, 'execute', this.sql.touch, [expires, sid]))
       markPersisted(session, expires)
