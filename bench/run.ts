@@ -79,33 +79,42 @@ async function run (database: Database): Promise<void> {
   if (PARTS.has('writes')) {
     const writes: Measurement[] = []
     for (const target of peersAndProject) writes.push(await measure(database, target, 'PUT /session/state', writeLoad))
-    printTable('Writes: PUT /session/state with a new value each time', writes)
+    printTable('Writes: PUT /session/state with a new value each time, each connection its own session', writes)
   }
 
   if (PARTS.has('cleanup') && CLEANUP_ROWS > 0) await measureCleanup(database, project)
 }
 
-type Load = (base: string, cookie: string) => autocannon.Options
+/** The load for a stack, given `sessions()`, which creates a new session and returns its cookie. */
+type Load = (base: string, sessions: () => Promise<string>) => Promise<autocannon.Options>
 
-const readLoad: Load = (base, cookie) => ({ url: `${base}/session`, headers: { cookie } })
+const readLoad: Load = async (base, sessions) => ({ url: `${base}/session`, headers: { cookie: await sessions() } })
 
-const newSessionLoad: Load = (base) => ({ url: `${base}/session` })
+const newSessionLoad: Load = async (base) => ({ url: `${base}/session` })
 
-const writeLoad: Load = (base, cookie) => {
+/** Each connection writes its own session, as different users do (one row for all would measure its lock). */
+const writeLoad: Load = async (base, sessions) => {
+  const cookies: string[] = []
+  for (let i = 0; i < CONNECTIONS; i++) cookies.push(await sessions())
   let n = 0
+  let next = 0
   return {
     url: `${base}/session/state`,
     method: 'PUT',
-    headers: { cookie, 'content-type': 'application/json' },
-    requests: [{ setupRequest: (request) => ({ ...request, body: JSON.stringify({ n: n++ }) }) }]
+    headers: { 'content-type': 'application/json' },
+    requests: [{
+      setupRequest: (request, context: { cookie?: string }) => {
+        context.cookie ??= cookies[next++ % cookies.length]
+        return { ...request, headers: { ...request.headers, cookie: context.cookie as string }, body: JSON.stringify({ n: n++ }) }
+      }
+    }]
   }
 }
 
 async function measure (database: Database, target: Target, scenario: string, load: Load): Promise<Measurement> {
   const server = await startTarget(target)
   try {
-    const cookie = await sessionCookie(database, target)
-    const options = load(server.base, cookie)
+    const options = await load(server.base, () => sessionCookie(database, target))
     await fire({ ...options, duration: WARMUP_SECONDS })
     const before = await database.questions()
     const cpuBefore = server.cpuMicros()
@@ -162,7 +171,7 @@ async function measureCleanup (database: Database, project: Target): Promise<voi
     console.log(`\nCleanup: inserting ${CLEANUP_ROWS} expired rows`)
     await database.pool.query(`INSERT INTO sessions (session_id, expires, data)
       SELECT CONCAT('expired-', seq), UNIX_TIMESTAMP() - 3600, '{"cookie":{"originalMaxAge":1000}}' FROM seq_1_to_${CLEANUP_ROWS}`)
-    const options = readLoad(server.base, cookie)
+    const options = await readLoad(server.base, async () => cookie)
     await fire({ ...options, duration: WARMUP_SECONDS })
     const quiet = await fire({ ...options, duration: DURATION })
 
