@@ -26,7 +26,9 @@ try {
   let requests = 0
   try {
     const cookie = await sessionCookie(database, target)
-    requests = (await fire({ url: `${server.base}/session`, headers: { cookie }, duration: WARMUP_SECONDS + DURATION })).requests.total
+    // BENCH_PROFILE_LOAD=new: requests without a cookie, each creating a session.
+    const headers = process.env.BENCH_PROFILE_LOAD === 'new' ? {} : { cookie }
+    requests = (await fire({ url: `${server.base}/session`, headers, duration: WARMUP_SECONDS + DURATION })).requests.total
   } finally {
     await server.stop()
   }

@@ -1,6 +1,5 @@
 import { createHmac } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { promisify } from 'node:util'
 import fastifyExpress from '@fastify/express'
 import session, { type SessionData } from 'express-session'
 import fp from 'fastify-plugin'
@@ -89,9 +88,9 @@ export default fp(async function sessionBridge (fastify) {
     // The idle timeout restarts now (express-session would do it while ending the response).
     current.touch()
     if (modified || neverStored) {
-      if (modified || config.SESSION_SAVE_UNINITIALIZED) await promisify(current.save.bind(current))()
+      if (modified || config.SESSION_SAVE_UNINITIALIZED) await save(current)
     } else if (config.SESSION_RESAVE) {
-      await promisify(current.save.bind(current))()
+      await save(current)
       renewCookie(reply.raw, current, request.protocol)
     } else {
       // The store rewrites the expiry without making the answer wait (a failure is logged), and the
@@ -131,6 +130,11 @@ export default fp(async function sessionBridge (fastify) {
     res.setHeader('set-cookie', [...(Array.isArray(previous) ? previous : [String(previous)]), cookie])
   }
 }, { name: 'session-bridge', dependencies: ['config', 'session-store'] })
+
+/** Session#save, awaited (promisify would build a new function on every request). */
+function save (current: RequestSession): Promise<void> {
+  return new Promise((resolve, reject) => current.save((error?: unknown) => error ? reject(error) : resolve()))
+}
 
 /**
  * The store as express-session sees it: without `touch`. express-session touches every unchanged
