@@ -1,17 +1,19 @@
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import { trustProxyFunction, type ConfigSource } from './config/config.js'
 import type { Authenticator } from './auth/authenticator.js'
-import apiDocs from './plugins/api-docs.js'
+import apiDocs, { declareSessionCookie } from './plugins/api-docs.js'
 import auth from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
 import cors from './plugins/cors.js'
 import crossSiteGuard from './plugins/cross-site-guard.js'
 import errorHandler from './plugins/error-handler.js'
+import metrics from './plugins/metrics.js'
 import securityHeaders from './plugins/security-headers.js'
 import sessionBridge from './plugins/session-bridge.js'
 import sessionStore from './plugins/session-store.js'
 import healthRoutes from './routes/health.js'
 import loginRoutes from './routes/login.js'
+import metricsRoutes from './routes/metrics.js'
 import pageRoutes from './routes/page.js'
 import sessionRoutes from './routes/session.js'
 import userSessionRoutes from './routes/user-sessions.js'
@@ -46,6 +48,8 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   try {
     await app.register(configPlugin, { env: options.env })
     trusts = trustProxyFunction(app.config)
+    // First, so its onResponse hook sees every route.
+    await app.register(metrics)
 
     await app.register(errorHandler)
     // Root hooks run before the session scope's bridge: every answer gets them, errors included.
@@ -56,8 +60,10 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     await app.register(auth, { authenticator: options.authenticator })
     await app.register(sessionStore)
     await app.register(healthRoutes)
+    await app.register(metricsRoutes)
     await app.register(pageRoutes)
     await app.register(async function sessionScope (scope) {
+      scope.addHook('onRoute', declareSessionCookie)
       await scope.register(crossSiteGuard)
       await scope.register(sessionBridge)
       await scope.register(sessionRoutes)

@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs'
+import { parseEnv } from 'node:util'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
-import { ConfigError, cookieSecure, loadConfig, sessionSecrets, touchAfterMs, trustProxySetting } from '../src/config/config.js'
+import { ConfigError, cookieSecure, loadConfig, metricsSetting, sessionSecrets, touchAfterMs, trustProxySetting } from '../src/config/config.js'
+import { configSchema } from '../src/config/schema.js'
 import { baseEnv, type Env } from './helper.js'
 
 const database: Env = { SESSION_HOST: '127.0.0.1', SESSION_USER: 'root', SESSION_DATABASE: 'test' }
@@ -46,6 +49,10 @@ const badValues: Array<[string, Env, string]> = [
   ['SameSite=None on an insecure cookie', { SESSION_COOKIE_SAMESITE: 'none', SESSION_COOKIE_SECURE: 'false' }, 'SESSION_COOKIE_SAMESITE=none needs SESSION_COOKIE_SECURE=true or auto (browsers drop SameSite=None cookies that are not Secure)'],
   ['trust proxy garbage', { TRUST_PROXY: 'not-an-address' }, 'TRUST_PROXY must be true, false, a hop count or comma-separated addresses/CIDRs'],
   ['touch-after not below max age', { SESSION_MAX_AGE: '60000', SESSION_TOUCH_AFTER: '60000' }, 'SESSION_TOUCH_AFTER must be less than SESSION_MAX_AGE'],
+  ['metrics neither on, off nor a port', { METRICS: 'yes' }, 'METRICS must be on, off or a port number 1-65535'],
+  ['metrics port zero', { METRICS: '0' }, 'METRICS must be on, off or a port number 1-65535'],
+  ['metrics port too large', { METRICS: '65536' }, 'METRICS must be on, off or a port number 1-65535'],
+  ['metrics on the main port', { PORT: '9100', METRICS: '9100' }, 'METRICS must be another port than PORT (or on, to serve /metrics on PORT)'],
   ['CORS origin with a path', { CORS_ORIGINS: 'http://localhost:5173/app' }, 'CORS_ORIGINS must list origins such as https://app.example.com (got an entry that is not one)']
 ]
 
@@ -77,6 +84,7 @@ t.test('defaults are the seed app\'s settings', async (t) => {
   t.equal(config.SESSION_ABSOLUTE_TIMEOUT, 0)
   t.equal(trustProxySetting(config), false)
   t.equal(touchAfterMs(config), 3600000)
+  t.equal(metricsSetting(config), 'on')
   t.match(config.SESSION_SECRET, /^[A-Za-z0-9_-]{43}$/, 'a random 256-bit secret outside production')
   t.not(loadConfig({}).config.SESSION_SECRET, config.SESSION_SECRET, 'random per process start')
   t.match(warnings, [/SESSION_SECRET is not set/, /SESSION_HOST is not set/])
@@ -101,6 +109,8 @@ t.test('values are parsed into what the libraries expect', async (t) => {
   t.same(trustProxySetting(config), ['10.0.0.0/8', '127.0.0.1'])
   t.equal(trustProxySetting(loadConfig({ TRUST_PROXY: '2' }).config), 2)
   t.equal(trustProxySetting(loadConfig({ TRUST_PROXY: 'true' }).config), true)
+  t.equal(metricsSetting(loadConfig({ METRICS: '9100' }).config), 9100)
+  t.equal(metricsSetting(loadConfig({ METRICS: 'off' }).config), 'off')
   t.equal(touchAfterMs(loadConfig({ SESSION_MAX_AGE: '60000' }).config), 6000, 'a short max age gets a proportionate touch interval')
 })
 
@@ -131,4 +141,26 @@ t.test('the app uses the values it validated', async (t) => {
   await app.ready()
   t.equal(app.config.SESSION_TABLE, 'my_sessions')
   t.equal(app.config.PORT, 1234)
+})
+
+t.test('.env.example lists every variable, each under a comment, with its default', async (t) => {
+  const lines = readFileSync(new URL('../.env.example', import.meta.url), 'utf8').split('\n')
+  const listed = new Map<string, string>()
+  lines.forEach((line, index) => {
+    const match = /^([A-Z_]+)=(.*)$/.exec(line)
+    if (!match) return
+    listed.set(match[1] as string, match[2] as string)
+    // A variable line belongs to the block under the nearest comment, with no blank line between.
+    let above = index - 1
+    while (above >= 0 && /^[A-Z_]+=/.test(lines[above] as string)) above--
+    t.match(lines[above], /^# \S/, `${match[1]} is explained by a comment`)
+  })
+  const properties = configSchema.properties as Record<string, { default?: unknown }>
+  t.same([...listed.keys()].sort(), Object.keys(properties).sort(), 'exactly the schema\'s variables')
+  for (const [name, schema] of Object.entries(properties)) {
+    if (schema.default === undefined) continue
+    const value = listed.get(name)
+    t.ok(value === '' || value === String(schema.default), `${name}=${value}: the default (${String(schema.default)}) or empty`)
+  }
+  t.doesNotThrow(() => loadConfig(parseEnv(lines.join('\n'))), 'and its values are valid')
 })

@@ -103,6 +103,11 @@ export function usesDatabase (config: Config): boolean {
   return Boolean(config.SESSION_HOST)
 }
 
+/** Where GET /metrics is served: on the main port, nowhere, or on a port of its own. */
+export function metricsSetting (config: Config): 'on' | 'off' | number {
+  return config.METRICS === 'on' || config.METRICS === 'off' ? config.METRICS : Number(config.METRICS)
+}
+
 export function splitList (value: string): string[] {
   return value.split(',').map((item) => item.trim()).filter((item) => item.length > 0)
 }
@@ -146,6 +151,10 @@ export function finalizeConfig (config: Config): string[] {
 
   if (config.SESSION_TOUCH_AFTER !== undefined && config.SESSION_TOUCH_AFTER >= config.SESSION_MAX_AGE) {
     throw new ConfigError('SESSION_TOUCH_AFTER must be less than SESSION_MAX_AGE')
+  }
+
+  if (metricsSetting(config) === config.PORT) {
+    throw new ConfigError('METRICS must be another port than PORT (or on, to serve /metrics on PORT)')
   }
 
   for (const origin of splitList(config.CORS_ORIGINS)) {

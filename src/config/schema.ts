@@ -68,7 +68,15 @@ export const configSchema = Type.Object({
   SESSION_COOKIE_SAMESITE: choice(['lax', 'strict', 'none'] as const, 'lax'),
 
   CORS_ORIGINS: Type.String({ default: '', errorMessage: 'must be a comma-separated list of origins' }),
-  AUTH_USERS_FILE: optional(Type.String({ errorMessage: 'must be a file path' }))
+  AUTH_USERS_FILE: optional(Type.String({ errorMessage: 'must be a file path' })),
+
+  // on: GET /metrics on PORT; off: no such route; a port: its own listener there (HOST too), so
+  // the metrics can be kept off the port the public reaches.
+  METRICS: Type.String({
+    pattern: '^(on|off|[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$',
+    default: 'on',
+    errorMessage: 'must be on, off or a port number 1-65535'
+  })
 })
 
 export type Config = Static<typeof configSchema>

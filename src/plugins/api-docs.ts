@@ -1,8 +1,19 @@
 import fastifySwagger from '@fastify/swagger'
 import fastifySwaggerUi from '@fastify/swagger-ui'
+import type { RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 
 export const DOCS_PREFIX = '/docs'
+const SESSION_COOKIE = 'sessionCookie'
+
+/**
+ * onRoute hook of the session scope: every route behind the session bridge reads the session
+ * cookie, and its operation in the document says so. The routes outside it (health, metrics, the
+ * page) need none, so the cookie is not a global requirement.
+ */
+export function declareSessionCookie (route: RouteOptions): void {
+  route.schema = { ...route.schema, security: route.schema?.security ?? [{ [SESSION_COOKIE]: [] }] }
+}
 
 /**
  * The OpenAPI document (GET /docs/json) and its UI (GET /docs), generated from the routes' own
@@ -19,10 +30,9 @@ export default fp(async function apiDocs (fastify) {
       },
       components: {
         securitySchemes: {
-          sessionCookie: { type: 'apiKey', in: 'cookie', name: fastify.config.SESSION_COOKIE_NAME }
+          [SESSION_COOKIE]: { type: 'apiKey', in: 'cookie', name: fastify.config.SESSION_COOKIE_NAME }
         }
-      },
-      security: [{ sessionCookie: [] }]
+      }
     }
   })
   await fastify.register(fastifySwaggerUi, { routePrefix: DOCS_PREFIX })

@@ -1,10 +1,10 @@
 import fp from 'fastify-plugin'
-import { touchAfterMs, usesDatabase } from '../config/config.js'
+import { usesDatabase } from '../config/config.js'
 import { scheduleCleanup } from '../session/cleanup.js'
 import type { ManagedStore } from '../session/managed-store.js'
 import { MemorySessionStore } from '../session/memory-store.js'
-import { createSessionPool, STORE_DEADLINE_MS } from '../session/mysql-pool.js'
-import { MysqlSessionStore } from '../session/mysql-store.js'
+import { STORE_DEADLINE_MS } from '../session/mysql-pool.js'
+import { createMysqlStore } from '../session/mysql-store.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -28,17 +28,7 @@ export default fp(async function sessionStorePlugin (fastify) {
     return
   }
 
-  const pool = createSessionPool(config)
-  const store = new MysqlSessionStore({
-    pool,
-    database: config.SESSION_DATABASE as string,
-    table: config.SESSION_TABLE,
-    maxAgeMs: config.SESSION_MAX_AGE,
-    absoluteTimeoutMs: config.SESSION_ABSOLUTE_TIMEOUT,
-    touchAfterMs: touchAfterMs(config),
-    deadlineMs: STORE_DEADLINE_MS,
-    log
-  })
+  const { pool, store } = createMysqlStore(config, { deadlineMs: STORE_DEADLINE_MS, log, observe: fastify.metrics.observeStore })
   fastify.decorate('sessionStore', store)
   try {
     await store.ping()
@@ -50,4 +40,4 @@ export default fp(async function sessionStorePlugin (fastify) {
     await stopCleanup()
     await pool.end()
   })
-}, { name: 'session-store', dependencies: ['config'] })
+}, { name: 'session-store', dependencies: ['config', 'metrics'] })

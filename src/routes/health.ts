@@ -11,11 +11,11 @@ const statusBody = {
 /** Probes for orchestrators: outside the session bridge, so they never create a session. */
 export default async function healthRoutes (fastify: FastifyInstance) {
   fastify.get('/health/live', {
-    schema: { summary: 'The process is up', response: { 200: statusBody } }
+    schema: { summary: 'The process is up', tags: ['operations'], response: { 200: statusBody } }
   }, async () => ({ status: 'ok' }))
 
   fastify.get('/health/ready', {
-    schema: { summary: 'The session store answers within 1 s', response: { 200: statusBody, 503: statusBody } }
+    schema: { summary: 'The session store answers within 1 s', tags: ['operations'], response: { 200: statusBody, 503: statusBody } }
   }, async (_request, reply) => {
     try {
       await fastify.sessionStore.ping(READY_DEADLINE_MS)

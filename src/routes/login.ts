@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import { LoginThrottle } from '../auth/login-throttle.js'
 import { cookieSecure, type Config } from '../config/config.js'
 import { HttpError } from '../http-error.js'
+import type { LoginOutcome } from '../plugins/metrics.js'
 import type { RequestSession } from '../session/session-data.js'
 import { errorBody, sessionRouteErrors, userBody } from './schemas.js'
 import { writableSession } from './session.js'
@@ -12,6 +13,9 @@ const FAILURE_WINDOW_MS = 15 * 60 * 1000
 const FAILURES_PER_USERNAME = 5
 const FAILURES_PER_ADDRESS = 20
 const USER_AGENT_MAX = 256
+
+// Counted from the answer actually sent: a login whose session could not be saved is a 503, not a success.
+const LOGIN_OUTCOMES: Partial<Record<number, LoginOutcome>> = { 200: 'success', 401: 'invalid', 429: 'throttled', 503: 'unavailable' }
 
 interface Credentials {
   username: string
@@ -25,6 +29,10 @@ export default async function loginRoutes (fastify: FastifyInstance) {
   const byAddress = new LoginThrottle(FAILURES_PER_ADDRESS, FAILURE_WINDOW_MS)
 
   fastify.post<{ Body: Credentials }>('/session/login', {
+    onResponse: async (_request, reply) => {
+      const outcome = LOGIN_OUTCOMES[reply.statusCode]
+      if (outcome) fastify.metrics.loginAttempted(outcome)
+    },
     schema: {
       summary: 'Log in: a new session id carries the user',
       tags: ['login'],
@@ -93,19 +101,20 @@ export default async function loginRoutes (fastify: FastifyInstance) {
       response: { 204: { type: 'null', description: 'Logged out' }, 503: errorBody }
     }
   }, async (request, reply) => {
-    await endCurrentSession(request, reply, config)
+    if (await endCurrentSession(request, reply, config)) fastify.metrics.sessionsRevoked('logout', 1)
     return reply.code(204).send()
   })
 }
 
 /**
  * Deletes the request's own session row (express-session then neither saves it nor sets a
- * cookie) and tells the browser to drop the cookie.
+ * cookie) and tells the browser to drop the cookie. Resolves with whether there was a session.
  */
-export async function endCurrentSession (request: { raw: IncomingMessage, protocol: string }, reply: FastifyReply, config: Config): Promise<void> {
+export async function endCurrentSession (request: { raw: IncomingMessage, protocol: string }, reply: FastifyReply, config: Config): Promise<boolean> {
   const session = request.raw.session
   if (session) await promisify(session.destroy.bind(session))()
   const secure = cookieSecure(config) === true || (cookieSecure(config) === 'auto' && request.protocol === 'https')
   const sameSite = config.SESSION_COOKIE_SAMESITE.charAt(0).toUpperCase() + config.SESSION_COOKIE_SAMESITE.slice(1)
   reply.header('set-cookie', `${config.SESSION_COOKIE_NAME}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; SameSite=${sameSite}${secure ? '; Secure' : ''}`)
+  return session !== undefined
 }

@@ -5,9 +5,9 @@ import type { FastifyInstance } from 'fastify'
 const WEB_DIR = new URL('../web/', import.meta.url)
 
 const PAGE_FILES = [
-  { url: '/', file: 'index.html', type: 'text/html; charset=utf-8' },
-  { url: '/assets/app.js', file: 'app.js', type: 'text/javascript; charset=utf-8' },
-  { url: '/assets/style.css', file: 'style.css', type: 'text/css; charset=utf-8' }
+  { url: '/', file: 'index.html', type: 'text/html', summary: 'The page: log in, see and end one\'s sessions, log out' },
+  { url: '/assets/app.js', file: 'app.js', type: 'text/javascript', summary: 'The page\'s script' },
+  { url: '/assets/style.css', file: 'style.css', type: 'text/css', summary: 'The page\'s stylesheet' }
 ] as const
 
 /**
@@ -15,11 +15,12 @@ const PAGE_FILES = [
  * loading them creates no session; the page's script uses the JSON API, which does.
  */
 export default async function pageRoutes (fastify: FastifyInstance) {
-  for (const { url, file, type } of PAGE_FILES) {
+  for (const { url, file, type, summary } of PAGE_FILES) {
     const body = readFileSync(new URL(file, WEB_DIR))
-    fastify.get(url, { schema: { hide: true } }, async (_request, reply) => {
+    const schema = { summary, tags: ['page'], response: { 200: { description: file, content: { [type]: { schema: { type: 'string' } } } } } }
+    fastify.get(url, { schema }, async (_request, reply) => {
       // no-cache: revalidated on every load, so a deployment's new script reaches the next visit.
-      return reply.type(type).header('cache-control', 'no-cache').send(body)
+      return reply.type(`${type}; charset=utf-8`).header('cache-control', 'no-cache').send(body)
     })
   }
 }

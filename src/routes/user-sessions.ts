@@ -1,5 +1,6 @@
 import { withUser, type AuthenticatedScope } from '../auth/require-user.js'
 import { sessionHandle } from '../session/handles.js'
+import { summarizeSessions } from '../session/summaries.js'
 import { errorBody } from './schemas.js'
 import { endCurrentSession } from './login.js'
 
@@ -30,22 +31,8 @@ export default withUser(async function userSessionRoutes (fastify: Authenticated
       response: { 200: { type: 'array', items: sessionEntry }, ...authErrors }
     }
   }, async (request) => {
-    const now = Date.now()
     const sessions = await sessionStore.sessionsOf(request.raw.session.user.name)
-    return sessions
-      .map(({ id, data, expiresAt }) => {
-        const current = id === request.raw.sessionID
-        return {
-          id: handleOf(id),
-          current,
-          createdAt: new Date(data.createdAt ?? now).toISOString(),
-          // The store keeps the expiry, one idle timeout after the last use it recorded.
-          lastSeenAt: new Date(current ? now : Math.min(now, expiresAt - config.SESSION_MAX_AGE)).toISOString(),
-          userAgent: data.userAgent ?? null,
-          ip: data.ip ?? null
-        }
-      })
-      .sort((a, b) => Number(b.current) - Number(a.current) || b.lastSeenAt.localeCompare(a.lastSeenAt))
+    return summarizeSessions(sessions, config, request.raw.sessionID)
   })
 
   fastify.delete<{ Params: { id: string } }>('/session/all/:id', {
@@ -64,6 +51,7 @@ export default withUser(async function userSessionRoutes (fastify: Authenticated
     } else {
       await new Promise<void>((resolve, reject) => sessionStore.destroy(target.id, (error) => error ? reject(error) : resolve()))
     }
+    fastify.metrics.sessionsRevoked('revoke_one', 1)
     return reply.code(204).send()
   })
 
@@ -78,6 +66,7 @@ export default withUser(async function userSessionRoutes (fastify: Authenticated
     }
   }, async (request) => {
     const revoked = await sessionStore.endSessionsOf(request.raw.session.user.name, request.raw.sessionID)
+    fastify.metrics.sessionsRevoked('revoke_others', revoked)
     return { revoked }
   })
 })

@@ -14,6 +14,8 @@ export interface ManagedStore extends Store {
   ping (deadlineMs?: number): Promise<void>
   /** Removes expired sessions; resolves with how many went (0 when another instance is on it). */
   cleanupExpired (): Promise<number>
+  /** How many sessions have not expired (what the live-sessions gauge shows). */
+  countLive (): Promise<number>
   /** Every live session of a logged-in user. */
   sessionsOf (userName: string): Promise<StoredSession[]>
   /** Ends every session of a user except `keepId`; resolves with how many ended. */

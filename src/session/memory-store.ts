@@ -58,6 +58,11 @@ export class MemorySessionStore extends expressSession.MemoryStore implements Ma
     })
   }
 
+  async countLive (): Promise<number> {
+    const now = Date.now()
+    return this.entries().filter(({ expiresAt }) => expiresAt > now).length
+  }
+
   async sessionsOf (userName: string): Promise<StoredSession[]> {
     const now = Date.now()
     return this.entries().filter(({ data, expiresAt }) =>

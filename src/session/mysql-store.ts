@@ -3,6 +3,8 @@ import expressSession, { type SessionData } from 'express-session'
 import mysqlStoreFactory from 'express-mysql-session'
 import { escapeId, type Pool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 import type { FastifyBaseLogger } from 'fastify'
+import { touchAfterMs, type Config } from '../config/config.js'
+import { createSessionPool } from './mysql-pool.js'
 import { settle, type Callback, type ManagedStore, type StoredSession } from './managed-store.js'
 import { expiresSeconds, markPersisted, persistedExpiry } from './persisted.js'
 import { parseStoredSession, sessionFingerprint } from './stored-data.js'
@@ -28,6 +30,30 @@ export interface MysqlSessionStoreOptions {
   /** No request waits longer than this for the database. */
   deadlineMs: number
   log: FastifyBaseLogger
+  /** Told of every database operation the store runs: its name, how long it took, whether it failed. */
+  observe?: StoreObserver
+}
+
+export type StoreObserver = (operation: string, seconds: number, failed: boolean) => void
+
+/** The store the configuration describes (SESSION_HOST set), on a pool of its own that the caller ends. */
+export function createMysqlStore (config: Config, options: Pick<MysqlSessionStoreOptions, 'deadlineMs' | 'log' | 'observe'>): { pool: Pool, store: MysqlSessionStore } {
+  const pool = createSessionPool(config)
+  const store = new MysqlSessionStore({
+    pool,
+    database: config.SESSION_DATABASE as string,
+    table: config.SESSION_TABLE,
+    maxAgeMs: config.SESSION_MAX_AGE,
+    absoluteTimeoutMs: config.SESSION_ABSOLUTE_TIMEOUT,
+    touchAfterMs: touchAfterMs(config),
+    ...options
+  })
+  return { pool, store }
+}
+
+/** The GET_LOCK name under which one instance at a time cleans a table (a database's names are at most 64 characters). */
+export function cleanupLockName (database: string, table: string): string {
+  return 'session-cleanup:' + createHash('sha256').update(`${database}.${table}`).digest('hex').slice(0, 40)
 }
 
 interface SessionRow extends RowDataPacket {
@@ -52,7 +78,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
   private readonly pool: Pool
   private readonly log: FastifyBaseLogger
   private readonly settings: MysqlSessionStoreOptions
-  private readonly sql: Record<'select' | 'upsert' | 'update' | 'touch' | 'destroy' | 'cleanup' | 'ofUser' | 'endOfUser', string>
+  private readonly sql: Record<'select' | 'upsert' | 'update' | 'touch' | 'destroy' | 'cleanup' | 'ofUser' | 'endOfUser' | 'countLive', string>
   private readonly cleanupLock: string
   private schemaReady: Promise<void> | undefined
 
@@ -78,9 +104,11 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
       cleanup: `DELETE FROM ${table} WHERE expires < ? LIMIT ${CLEANUP_BATCH}`,
       // Both through idx_user_name.
       ofUser: `SELECT session_id, data, expires FROM ${table} WHERE user_name = ? AND expires > ?`,
-      endOfUser: `DELETE FROM ${table} WHERE user_name = ? AND session_id <> ?`
+      endOfUser: `DELETE FROM ${table} WHERE user_name = ? AND session_id <> ?`,
+      // A range over idx_expires.
+      countLive: `SELECT COUNT(*) AS n FROM ${table} WHERE expires > ?`
     }
-    this.cleanupLock = 'session-cleanup:' + createHash('sha256').update(`${settings.database}.${settings.table}`).digest('hex').slice(0, 40)
+    this.cleanupLock = cleanupLockName(settings.database, settings.table)
   }
 
   /** Creates or upgrades the table once; after a failure the next operation tries again. */
@@ -134,7 +162,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
       return connection
     })
     try {
-      const [[lock]] = await connection.query<RowDataPacket[]>('SELECT GET_LOCK(?, 0) AS acquired', [this.cleanupLock])
+      const [[lock]] = await this.timed('cleanup lock', () => connection.query<RowDataPacket[]>('SELECT GET_LOCK(?, 0) AS acquired', [this.cleanupLock]))
       if (lock?.acquired !== 1) return 0
       try {
         let removed = 0
@@ -142,11 +170,13 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
           // Applies to the next statement only. At the default REPEATABLE READ a batch that walks the
           // table (the optimizer's choice when most rows are expired) locks the gaps between live
           // rows too, and a new session whose id falls there waits for the whole batch.
-          await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
-          const [result] = await connection.query<ResultSetHeader>({
-            sql: this.sql.cleanup,
-            values: [Math.floor(Date.now() / 1000)],
-            timeout: CLEANUP_QUERY_TIMEOUT_MS
+          const [result] = await this.timed('cleanup', async () => {
+            await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
+            return await connection.query<ResultSetHeader>({
+              sql: this.sql.cleanup,
+              values: [Math.floor(Date.now() / 1000)],
+              timeout: CLEANUP_QUERY_TIMEOUT_MS
+            })
           })
           removed += result.affectedRows
           if (result.affectedRows < CLEANUP_BATCH) return removed
@@ -157,6 +187,12 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
     } finally {
       connection.release()
     }
+  }
+
+  /** Rows that have not expired (the absolute timeout is not applied: that needs each row's data). */
+  async countLive (): Promise<number> {
+    const [rows] = await this.run('count', (connection) => connection.execute<RowDataPacket[]>(this.sql.countLive, [Math.floor(Date.now() / 1000)]))
+    return Number(rows[0]?.n)
   }
 
   async sessionsOf (userName: string): Promise<StoredSession[]> {
@@ -238,7 +274,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
    * whole pool queue when it comes back).
    */
   private run<T> (operation: string, work: (connection: PoolConnection) => Promise<T>, deadlineMs = this.settings.deadlineMs): Promise<T> {
-    return withDeadline(operation, deadlineMs, async (deadline) => {
+    return this.timed(operation, () => withDeadline(operation, deadlineMs, async (deadline) => {
       await this.prepare()
       const connection = await this.pool.getConnection()
       try {
@@ -247,6 +283,22 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
       } finally {
         connection.release()
       }
-    })
+    }))
+  }
+
+  /** Every database operation goes through here, so the observer (the metrics) sees them all. */
+  private async timed<T> (operation: string, work: () => Promise<T>): Promise<T> {
+    const observe = this.settings.observe
+    if (!observe) return await work()
+    const started = process.hrtime.bigint()
+    const seconds = () => Number(process.hrtime.bigint() - started) / 1e9
+    try {
+      const result = await work()
+      observe(operation, seconds(), false)
+      return result
+    } catch (error) {
+      observe(operation, seconds(), true)
+      throw error
+    }
   }
 }

@@ -1,0 +1,113 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { RowDataPacket } from 'mysql2/promise'
+import t from 'tap'
+import { cleanupLockName } from '../src/session/mysql-store.js'
+import { Client, baseEnv, createTestDatabase } from './helper.js'
+import { loginAs, writeUsersFile } from './support/accounts.js'
+import { scrape, type Scrape } from './support/metrics.js'
+import { freePort } from './support/private-mariadb.js'
+import { startServer } from './support/server-process.js'
+
+// Two real server processes (src/server.ts) on one database, as behind a load balancer. Nothing
+// is cached per process: every request reads the row, so what one instance ends, the other sees
+// ended at its next request. The cleanup runs every 200 ms on both.
+
+const db = await createTestDatabase(t)
+const env = {
+  ...baseEnv,
+  ...db.env,
+  LOG_LEVEL: 'info',
+  HOST: '127.0.0.1',
+  AUTH_USERS_FILE: writeUsersFile(t, { ann: 'correct horse' }),
+  SESSION_CLEANUP_INTERVAL: '200'
+}
+
+async function instance (): Promise<string> {
+  const port = await freePort()
+  const server = await startServer({ ...env, PORT: String(port) })
+  t.teardown(async () => {
+    server.child.kill('SIGTERM')
+    await server.exited
+  })
+  return `http://127.0.0.1:${port}`
+}
+
+const [a, b] = await Promise.all([instance(), instance()])
+
+/** A client of B that sends the cookie a client of A holds. */
+function sameBrowserOn (base: string, client: Client): Client {
+  const other = new Client(base)
+  other.cookie = client.cookie
+  return other
+}
+
+const rows = async (where: string, values: unknown[] = []) => {
+  const [[row]] = await db.pool.query<RowDataPacket[]>(`SELECT COUNT(*) AS n FROM sessions WHERE ${where}`, values)
+  return Number(row?.n)
+}
+
+t.test('a session created on A is read on B', async (t) => {
+  const onA = new Client(a)
+  t.equal((await loginAs(onA, 'ann', 'correct horse')).status, 200)
+  t.equal((await onA.request('/session/state', { method: 'PUT', body: { theme: 'dark' } })).status, 200)
+  const seen = (await sameBrowserOn(b, onA).request('/session')).json()
+  t.match(seen, { authenticated: true, user: { name: 'ann' }, state: { theme: 'dark' } })
+})
+
+t.test('logout on B: the cookie is anonymous on A at the very next request', async (t) => {
+  const onA = new Client(a)
+  await loginAs(onA, 'ann', 'correct horse')
+  t.equal((await sameBrowserOn(b, onA).request('/session/logout', { method: 'POST' })).status, 204)
+  const next = await onA.request('/session')
+  t.equal(next.json().authenticated, false, 'A does not know the session any more')
+})
+
+t.test('DELETE /session/all/:id on B ends the session on A at once', async (t) => {
+  const laptop = new Client(a)
+  const phone = new Client(b)
+  await loginAs(laptop, 'ann', 'correct horse')
+  await loginAs(phone, 'ann', 'correct horse')
+  t.equal((await laptop.request('/session')).json().authenticated, true, 'control: the laptop is logged in on A')
+  const laptopHandle = ((await laptop.request('/session/all')).json() as Array<{ id: string, current: boolean }>).find((entry) => entry.current)?.id
+  t.equal((await phone.request(`/session/all/${laptopHandle}`, { method: 'DELETE' })).status, 204)
+  t.equal((await laptop.request('/session')).json().authenticated, false, 'the laptop is logged out on A')
+})
+
+/** Polls both instances' metrics until `done` holds for each (or gives up after 30 s). */
+async function untilBoth (done: (metrics: Scrape, index: number) => boolean): Promise<Scrape[]> {
+  for (let tries = 0; ; tries++) {
+    const both = await Promise.all([scrape(a), scrape(b)])
+    if (both.every(done) || tries === 300) return both
+    await sleep(100)
+  }
+}
+
+t.test('the cleanup runs on one instance at a time: neither deletes while another holds the lock', async (t) => {
+  const holder = await db.pool.getConnection()
+  t.teardown(() => holder.release())
+  const lock = cleanupLockName(db.name, 'sessions')
+  // The instances hold it for a moment every 200 ms: wait for a gap.
+  const [[taken]] = await holder.query<RowDataPacket[]>('SELECT GET_LOCK(?, 10) AS acquired', [lock])
+  t.equal(taken?.acquired, 1, 'the test holds the cleanup lock, as a third instance would while it cleans')
+
+  const before = await Promise.all([scrape(a), scrape(b)])
+  const expired = Array.from({ length: 30 }, (_, i) => [`expired${i}`, Math.floor(Date.now() / 1000) - 10, '{"cookie":{}}'])
+  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES ?', [expired])
+
+  // Waits for events, not for time: each instance has tried three more times (a GET_LOCK each).
+  const attempts = (metrics: Scrape, index: number) => metrics.storeQueries('cleanup lock') - (before[index] as Scrape).storeQueries('cleanup lock')
+  const during = await untilBoth((metrics, index) => attempts(metrics, index) >= 3)
+  for (const [index, metrics] of during.entries()) {
+    const name = index === 0 ? 'A' : 'B'
+    t.ok(attempts(metrics, index) >= 3, `${name} tried to clean up ${attempts(metrics, index)} times`)
+    t.equal(metrics.storeQueries('cleanup'), (before[index] as Scrape).storeQueries('cleanup'), `${name} ran no cleanup batch`)
+  }
+  t.equal(await rows('expires < UNIX_TIMESTAMP()'), 30, 'and the expired rows are all there')
+
+  await holder.query('DO RELEASE_LOCK(?)', [lock])
+  for (let tries = 0; tries < 300 && await rows('expires < UNIX_TIMESTAMP()') > 0; tries++) await sleep(100)
+  t.equal(await rows('expires < UNIX_TIMESTAMP()'), 0, 'once the lock is free, an instance removes them')
+  const after = await Promise.all([scrape(a), scrape(b)])
+  const batches = (index: 0 | 1) => (after[index] as Scrape).storeQueries('cleanup') - (before[index] as Scrape).storeQueries('cleanup')
+  t.ok(batches(0) + batches(1) > 0, `batches after the release: A ${batches(0)}, B ${batches(1)}`)
+})
