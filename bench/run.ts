@@ -204,5 +204,4 @@ function projectConfig (database: Database): Config {
   return loadConfig(env).config
 }
 
-
 await main()

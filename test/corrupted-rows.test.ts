@@ -20,7 +20,7 @@ const corruptedRows: Array<[string, string | null]> = [
   ['a cookie that is not an object', JSON.stringify({ cookie: 'sid', user })],
   ['a cookie expiry that is not a date', JSON.stringify({ cookie: { ...cookie, expires: 'never' }, user })],
   ['a __proto__ key', `{"cookie":${JSON.stringify(cookie)},"__proto__":{"user":{"name":"admin"}}}`],
-  ['a __proto__ key inside the cookie', `{"cookie":{"__proto__":{"secure":false},"originalMaxAge":3600000},"user":{"name":"ann"}}`],
+  ['a __proto__ key inside the cookie', '{"cookie":{"__proto__":{"secure":false},"originalMaxAge":3600000},"user":{"name":"ann"}}'],
   ['a __proto__ key spelled with a \\u escape', `{"cookie":${JSON.stringify(cookie)},"\\u005f_proto__":{"user":{"name":"admin"}}}`],
   ['constructor.prototype keys', `{"cookie":${JSON.stringify(cookie)},"constructor":{"prototype":{"user":{"name":"admin"}}}}`]
 ]

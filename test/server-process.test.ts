@@ -13,7 +13,7 @@ t.test('.env in the working directory is read; the environment wins over it', as
   const fromFile = await runProcess([serverEntry], {}, undefined, dir)
   t.equal(fromFile.code, 1)
   t.equal(fromFile.stderr, 'SESSION_PORT must be an integer 1-65535; SESSION_TABLE must match ^[A-Za-z0-9_]{1,64}$\n')
-  const overridden = await runProcess([serverEntry], { SESSION_PORT: '3306', SESSION_TABLE: 'ok' , PORT: 'x' }, undefined, dir)
+  const overridden = await runProcess([serverEntry], { SESSION_PORT: '3306', SESSION_TABLE: 'ok', PORT: 'x' }, undefined, dir)
   t.equal(overridden.stderr, 'PORT must be an integer 0-65535\n', 'only the variable the environment got wrong')
 })
 

@@ -22,7 +22,7 @@ async function readPassword (): Promise<string> {
   // A prompt that does not echo what is typed.
   const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true })
   const ask = (question: string) => new Promise<string>((resolve) => {
-    const write = (rl as unknown as { _writeToOutput: (text: string) => void })
+    const write = rl as unknown as { _writeToOutput: (text: string) => void }
     const original = write._writeToOutput.bind(rl)
     write._writeToOutput = (text: string) => { original(text.startsWith(question) ? question : '') }
     rl.question(question, (answer) => {

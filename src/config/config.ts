@@ -158,7 +158,7 @@ export function finalizeConfig (config: Config): string[] {
   }
 
   for (const origin of splitList(config.CORS_ORIGINS)) {
-    if (!isOrigin(origin)) throw new ConfigError(`CORS_ORIGINS must list origins such as https://app.example.com (got an entry that is not one)`)
+    if (!isOrigin(origin)) throw new ConfigError('CORS_ORIGINS must list origins such as https://app.example.com (got an entry that is not one)')
   }
   return warnings
 }

@@ -10,7 +10,7 @@ const sessionEntry = {
     id: { type: 'string', description: 'An opaque handle, never the session id' },
     current: { type: 'boolean' },
     createdAt: { type: 'string', format: 'date-time' },
-    lastSeenAt: { type: 'string', format: 'date-time', description: `Last use, to within SESSION_TOUCH_AFTER` },
+    lastSeenAt: { type: 'string', format: 'date-time', description: 'Last use, to within SESSION_TOUCH_AFTER' },
     userAgent: { type: ['string', 'null'] },
     ip: { type: ['string', 'null'] }
   },
