@@ -21,6 +21,7 @@ const corruptedRows: Array<[string, string | null]> = [
   ['a cookie expiry that is not a date', JSON.stringify({ cookie: { ...cookie, expires: 'never' }, user })],
   ['a __proto__ key', `{"cookie":${JSON.stringify(cookie)},"__proto__":{"user":{"name":"admin"}}}`],
   ['a __proto__ key inside the cookie', '{"cookie":{"__proto__":{"secure":false},"originalMaxAge":3600000},"user":{"name":"ann"}}'],
+  ['a __proto__ key spelled with a \\u escape', `{"cookie":${JSON.stringify(cookie)},"\\u005f_proto__":{"user":{"name":"admin"}}}`],
   ['constructor.prototype keys', `{"cookie":${JSON.stringify(cookie)},"constructor":{"prototype":{"user":{"name":"admin"}}}}`]
 ]
 
@@ -46,7 +47,7 @@ t.test('the fixture itself: a well-formed row is read as the session it holds', 
   const { res, warnings, issued } = await visit('well-formed', JSON.stringify({ cookie, createdAt: 1, user }))
   t.equal(res.status, 200)
   t.match(res.json(), { authenticated: true, user })
-  t.equal(issued, 'well-formed', 'the same id')
+  t.ok(issued === undefined || issued === 'well-formed', `no new session: the cookie is kept, or renewed with the same id (${issued})`)
   t.same(warnings, [])
 })
 

@@ -40,14 +40,48 @@ t.test('the response never carries the session id', async (t) => {
   t.equal(res.json().authenticated, false)
 })
 
-t.test('a returning client keeps its session; each answer extends the cookie', async (t) => {
-  const { client, db } = await serve(t)
+t.test('a returning client keeps its session; the cookie is renewed when the stored expiry is', async (t) => {
+  const { client, db } = await serve(t, { SESSION_MAX_AGE: '600000', SESSION_TOUCH_AFTER: '2000' })
   const first = await client.request('/session')
   const cookie = client.cookie
   const again = await client.request('/session')
   t.equal(again.json().createdAt, first.json().createdAt, 'the same session')
-  t.equal(sessionCookie(again.headers['set-cookie']), cookie, 'the same id, cookie renewed (rolling)')
+  t.notOk(again.headers['set-cookie'], 'nothing to renew yet: no Set-Cookie')
   t.equal(await countRows(db), 1)
+
+  await new Promise((resolve) => setTimeout(resolve, 2100))
+  const later = await client.request('/session')
+  const setCookie = String(later.headers['set-cookie'])
+  t.equal(sessionCookie(later.headers['set-cookie']), cookie, 'the same id, signed as express-session signs it')
+  const expires = Date.parse(/Expires=([^;]+)/.exec(setCookie)?.[1] ?? '')
+  t.ok(Math.abs(expires - (Date.now() + 600000)) < 3000, 'Expires restarts from this request')
+  t.match(setCookie, /; Max-Age=600(;|$)/, 'Max-Age as on every session cookie')
+  t.match(setCookie, /; HttpOnly/)
+  t.equal((await client.request('/session')).json().createdAt, first.json().createdAt, 'the renewed cookie reads the same session')
+  const [[row]] = await db.pool.query<import('mysql2').RowDataPacket[]>('SELECT expires FROM sessions')
+  t.ok(Math.abs(Number(row?.expires) * 1000 - expires) < 2000, 'the row expires with the cookie')
+})
+
+t.test('a changed session gets its cookie renewed at once', async (t) => {
+  const { client } = await serve(t, { SESSION_MAX_AGE: '600000', SESSION_TOUCH_AFTER: '60000' })
+  await client.request('/session')
+  const res = await client.request('/session/state', { method: 'PUT', body: { theme: 'dark' } })
+  t.equal(res.status, 200)
+  t.ok(res.headers['set-cookie'], 'Set-Cookie with the write')
+})
+
+t.test('a Secure cookie of an "auto" session is not renewed over plain HTTP', async (t) => {
+  const { client } = await serve(t, { SESSION_COOKIE_SECURE: 'auto', TRUST_PROXY: '127.0.0.1', SESSION_MAX_AGE: '600000', SESSION_TOUCH_AFTER: '1000' })
+  const https = { 'x-forwarded-proto': 'https' }
+  const created = await client.request('/session', { headers: https })
+  t.match(String(created.headers['set-cookie']), /; Secure/)
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  const plain = await client.request('/session')
+  t.equal(plain.status, 200)
+  t.notOk(plain.headers['set-cookie'], 'never sent over plain HTTP')
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  const secure = await client.request('/session', { headers: https })
+  t.match(String(secure.headers['set-cookie']), /; Secure/, 'renewed over HTTPS')
 })
 
 t.test('health routes sit outside the session: no cookie, no row', async (t) => {

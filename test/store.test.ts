@@ -93,6 +93,26 @@ t.test('cleanup runs on one instance at a time', async (t) => {
   t.equal(await app.sessionStore.cleanupExpired(), 1)
 })
 
+t.test('a long cleanup rests between batches and stops between them when the server closes', async (t) => {
+  const db = await createTestDatabase(t)
+  const app = await build(t, { ...db.env, SESSION_CLEANUP_INTERVAL: '100' })
+  await app.sessionStore.ping()
+  const now = Math.floor(Date.now() / 1000)
+  const total = 60000
+  for (let batch = 0; batch < total / 10000; batch++) {
+    const values = Array.from({ length: 10000 }, (_, i) => [`old${batch}-${i}`, now - 10, '{"cookie":{}}'])
+    await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES ?', [values])
+  }
+  const started = Date.now()
+  while (await countRows(db) === total && Date.now() - started < 10000) await new Promise((resolve) => setTimeout(resolve, 20))
+  const closing = Date.now()
+  await app.close()
+  const closeMs = Date.now() - closing
+  const left = await countRows(db)
+  t.ok(left > 0 && left < total, `the cleanup had begun and was stopped midway: ${left} of ${total} rows left`)
+  t.ok(closeMs < 2000, `close waited ${closeMs} ms, for the batch in progress only`)
+})
+
 t.test('the cleanup timer runs by itself', async (t) => {
   const { app, db } = await serve(t, { SESSION_CLEANUP_INTERVAL: '200' })
   await app.sessionStore.ping()

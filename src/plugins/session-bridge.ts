@@ -1,11 +1,12 @@
+import { createHmac } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { promisify } from 'node:util'
 import fastifyExpress from '@fastify/express'
-import session from 'express-session'
+import session, { type SessionData } from 'express-session'
 import fp from 'fastify-plugin'
 import onHeaders from 'on-headers'
-import { cookieSecure, sessionSecrets } from '../config/config.js'
-import { persistedExpiry } from '../session/persisted.js'
+import { cookieSecure, sessionSecrets, touchAfterMs } from '../config/config.js'
+import { persistedExpiry, touchIsDue } from '../session/persisted.js'
+import type { ManagedStore } from '../session/managed-store.js'
 import type { RequestSession } from '../session/session-data.js'
 
 /** The session as it was when the route started: tells whether the route changed it. */
@@ -26,14 +27,17 @@ interface Snapshot {
 export default fp(async function sessionBridge (fastify) {
   const config = fastify.config
   const secure = cookieSecure(config)
+  const store = fastify.sessionStore
+  const middlewareStore = withoutTouch(store)
   const middleware = session({
     name: config.SESSION_COOKIE_NAME,
     secret: sessionSecrets(config),
-    store: fastify.sessionStore,
+    store: middlewareStore,
     resave: config.SESSION_RESAVE,
     saveUninitialized: config.SESSION_SAVE_UNINITIALIZED,
-    // The cookie follows the idle timeout: each answer extends it, as the store's expiry is.
-    rolling: true,
+    // The cookie follows the idle timeout, renewed when the stored expiry is (see onSend), not on
+    // every answer: a Set-Cookie and an HMAC per request for a renewal nobody needs yet.
+    rolling: false,
     cookie: {
       path: '/',
       httpOnly: true,
@@ -47,9 +51,9 @@ export default fp(async function sessionBridge (fastify) {
   // express-session gives the store a `generate(req)` and hashes the new session right after
   // calling it; stamping the creation time inside it keeps an untouched new session "unmodified"
   // (so saveUninitialized=false still stores nothing for a visit that changes nothing).
-  const store = fastify.sessionStore as typeof fastify.sessionStore & { generate: (req: IncomingMessage) => void }
-  const generate = store.generate.bind(store)
-  store.generate = (req) => {
+  const sessionStore = middlewareStore as typeof middlewareStore & { generate: (req: IncomingMessage) => void }
+  const generate = sessionStore.generate.bind(sessionStore)
+  sessionStore.generate = (req) => {
     generate(req)
     if (req.session) req.session.createdAt = Date.now()
   }
@@ -72,17 +76,75 @@ export default fp(async function sessionBridge (fastify) {
     reply.header('cache-control', 'no-store')
   })
 
-  fastify.addHook('onSend', async (request) => {
+  const touchAfter = touchAfterMs(config)
+  const signingSecret = sessionSecrets(config)[0] as string
+
+  fastify.addHook('onSend', async (request, reply) => {
     const current = request.raw.session
     const snapshot = snapshots.get(request.raw)
     if (!current || !snapshot) return
     const modified = current.id !== snapshot.id || hashSession(current) !== snapshot.hash
     const neverStored = persistedExpiry(current) === undefined
-    if (modified || config.SESSION_RESAVE || (neverStored && config.SESSION_SAVE_UNINITIALIZED)) {
-      await promisify(current.save.bind(current))()
+    // The idle timeout restarts now (express-session would do it while ending the response).
+    current.touch()
+    if (modified || neverStored) {
+      if (modified || config.SESSION_SAVE_UNINITIALIZED) await save(current)
+    } else if (config.SESSION_RESAVE) {
+      await save(current)
+      renewCookie(reply.raw, current, request.protocol)
+    } else {
+      // The store rewrites the expiry without making the answer wait (a failure is logged), and the
+      // cookie is renewed with it, so the browser and the store forget the session together. A
+      // cookie signed with a previous secret is re-signed at once, so rotation completes quickly.
+      const due = touchIsDue(current as SessionData, config.SESSION_MAX_AGE, touchAfter)
+      if (due) store.touch(current.id, current as SessionData, () => {})
+      if (due || signedWithPreviousSecret(request.raw, current.id)) renewCookie(reply.raw, current, request.protocol)
     }
   })
+
+  const cookiePattern = new RegExp(`(?:^|;)\\s*${config.SESSION_COOKIE_NAME.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}=([^;]*)`)
+  const rotating = sessionSecrets(config).length > 1
+
+  /** Only while SESSION_PREVIOUS_SECRETS lists a secret: otherwise every valid cookie is current. */
+  function signedWithPreviousSecret (req: IncomingMessage, id: string): boolean {
+    if (!rotating) return false
+    const value = cookiePattern.exec(req.headers.cookie ?? '')?.[1]
+    if (value === undefined) return false
+    try {
+      return decodeURIComponent(value.trim()) !== `s:${id}.${signature(id)}`
+    } catch {
+      return false
+    }
+  }
+
+  function signature (id: string): string {
+    return createHmac('sha256', signingSecret).update(id).digest('base64').replace(/=+$/, '')
+  }
+
+  /** What express-session sends for a new or changed session, for an unchanged one being extended. */
+  function renewCookie (res: ServerResponse, current: RequestSession, protocol: string): void {
+    if (current.cookie.secure && protocol !== 'https') return
+    const cookie = (current.cookie as typeof current.cookie & { serialize: (name: string, value: string) => string })
+      .serialize(config.SESSION_COOKIE_NAME, `s:${current.id}.${signature(current.id)}`)
+    const previous = res.getHeader('set-cookie') ?? []
+    res.setHeader('set-cookie', [...(Array.isArray(previous) ? previous : [String(previous)]), cookie])
+  }
 }, { name: 'session-bridge', dependencies: ['config', 'session-store'] })
+
+/** Session#save, awaited (promisify would build a new function on every request). */
+function save (current: RequestSession): Promise<void> {
+  return new Promise((resolve, reject) => current.save((error?: unknown) => error ? reject(error) : resolve()))
+}
+
+/**
+ * The store as express-session sees it: without `touch`. express-session touches every unchanged
+ * session itself, and to do it, holds back the last byte of every response and writes it only when
+ * the store's touch calls back (its "split response"): two socket writes per answer and a client
+ * kept waiting even when nothing is written. The onSend hook above touches instead.
+ */
+function withoutTouch (store: ManagedStore): session.Store {
+  return Object.create(store, { touch: { value: undefined } }) as session.Store
+}
 
 /**
  * express-session writes only `Expires`; the contract promises `Max-Age` too (browsers prefer it,

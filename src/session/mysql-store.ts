@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import expressSession, { type SessionData } from 'express-session'
 import mysqlStoreFactory from 'express-mysql-session'
-import { escapeId, type Pool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
+import type { ExecuteValues, Pool as CorePool, PoolConnection as CoreConnection } from 'mysql2'
+import { escapeId, type Pool, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 import type { FastifyBaseLogger } from 'fastify'
 import { touchAfterMs, type Config } from '../config/config.js'
 import { createSessionPool } from './mysql-pool.js'
-import { settle, type Callback, type ManagedStore, type StoredSession } from './managed-store.js'
-import { expiresSeconds, markPersisted, persistedExpiry } from './persisted.js'
+import { settle, type Callback, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
+import { expiresSeconds, markPersisted, persistedExpiry, touchIsDue } from './persisted.js'
 import { parseStoredSession, sessionFingerprint } from './stored-data.js'
 import { withDeadline } from './store-errors.js'
 import { createOrUpgradeTable } from './table.js'
@@ -14,7 +16,7 @@ import { isPastAbsoluteTimeout } from './timeouts.js'
 
 const MySQLStore = mysqlStoreFactory(expressSession)
 
-const CLEANUP_BATCH = 10000
+const CLEANUP_BATCH = 2000
 const CLEANUP_QUERY_TIMEOUT_MS = 30000
 
 export interface MysqlSessionStoreOptions {
@@ -120,8 +122,11 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
     return this.schemaReady
   }
 
+  /** A protocol-level COM_PING: it proves the server answers without running a statement. */
   async ping (deadlineMs = this.settings.deadlineMs): Promise<void> {
-    await this.run('ping', (connection) => connection.query('SELECT 1'), deadlineMs)
+    await this.run('ping', (connection) => new Promise<void>((resolve, reject) => {
+      connection.ping((error) => error ? reject(error) : resolve())
+    }), deadlineMs)
   }
 
   override get (sid: string, callback?: Callback<SessionData | null>) {
@@ -150,15 +155,15 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
 
   /** Used by the base class's `length`, `all` and `clear`: give them the same deadline. */
   override query (sql: string, params?: unknown[]): Promise<[unknown, unknown]> {
-    return this.run('query', (connection) => connection.query(sql, params))
+    return this.run('query', (connection) => statement(connection, 'query', sql, params))
   }
 
-  async cleanupExpired (): Promise<number> {
+  async cleanupExpired (options: CleanupOptions = {}): Promise<number> {
     await this.prepare()
     const connection = await withDeadline('cleanup connection', this.settings.deadlineMs, async (deadline) => {
       const connection = await this.pool.getConnection()
       // Nobody waits for a connection that comes after the deadline: hand it back, or it is lost to the pool.
-      if (deadline.aborted) connection.release()
+      if (deadline.passed) connection.release()
       return connection
     })
     try {
@@ -170,6 +175,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
           // Applies to the next statement only. At the default REPEATABLE READ a batch that walks the
           // table (the optimizer's choice when most rows are expired) locks the gaps between live
           // rows too, and a new session whose id falls there waits for the whole batch.
+          const batchStarted = Date.now()
           const [result] = await this.timed('cleanup', async () => {
             await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
             return await connection.query<ResultSetHeader>({
@@ -179,7 +185,10 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
             })
           })
           removed += result.affectedRows
-          if (result.affectedRows < CLEANUP_BATCH) return removed
+          if (result.affectedRows < CLEANUP_BATCH || options.signal?.aborted) return removed
+          // Rest as long as the batch took: the cleanup gets at most half of one database thread, so
+          // reads keep their latency while a million expired rows go (docs/benchmarks.md).
+          await sleep(Date.now() - batchStarted, undefined, { signal: options.signal }).catch(() => {})
         }
       } finally {
         await connection.query('DO RELEASE_LOCK(?)', [this.cleanupLock])
@@ -191,7 +200,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
 
   /** Rows that have not expired (the absolute timeout is not applied: that needs each row's data). */
   async countLive (): Promise<number> {
-    const [rows] = await this.run('count', (connection) => connection.execute<RowDataPacket[]>(this.sql.countLive, [Math.floor(Date.now() / 1000)]))
+    const [rows] = await this.run('count', (connection) => statement<RowDataPacket[]>(connection, 'execute', this.sql.countLive, [Math.floor(Date.now() / 1000)]))
     return Number(rows[0]?.n)
   }
 
@@ -211,7 +220,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
   }
 
   private async read (sid: string): Promise<SessionData | null> {
-    const [rows] = await this.run('read', (connection) => connection.execute<SessionRow[]>(this.sql.select, [sid]))
+    const [rows] = await this.run('read', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.select, [sid]))
     const row = rows[0]
     // Both timeouts come from stored values, whatever the client's cookie claims: the idle one
     // is the row's expiry, the absolute one counts from the stored creation (login) time.
@@ -239,9 +248,9 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
     const expires = expiresSeconds(session, this.settings.maxAgeMs)
     const data = JSON.stringify(session)
     if (persistedExpiry(session) === undefined) {
-      await this.run('insert', (connection) => connection.execute(this.sql.upsert, [sid, expires, data]))
+      await this.run('insert', (connection) => statement(connection, 'execute', this.sql.upsert, [sid, expires, data]))
     } else {
-      const [result] = await this.run('update', (connection) => connection.execute<ResultSetHeader>(this.sql.update, [expires, data, sid]))
+      const [result] = await this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.update, [expires, data, sid]))
       if (result.affectedRows === 0) {
         this.log.info({ session: sessionFingerprint(sid) }, 'session ended while this request ran; not writing it back')
         return
@@ -252,11 +261,10 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
 
   /** Best effort: it runs after the response is on its way, so a failure is logged, not thrown. */
   private async lazyTouch (sid: string, session: SessionData): Promise<void> {
+    if (!touchIsDue(session, this.settings.maxAgeMs, this.settings.touchAfterMs)) return
     const expires = expiresSeconds(session, this.settings.maxAgeMs)
-    const stored = persistedExpiry(session)
-    if (stored !== undefined && (expires - stored) * 1000 < this.settings.touchAfterMs) return
     try {
-      await this.run('touch', (connection) => connection.execute(this.sql.touch, [expires, sid]))
+      await this.run('touch', (connection) => statement(connection, 'execute', this.sql.touch, [expires, sid]))
       markPersisted(session, expires)
     } catch (error) {
       this.log.warn({ err: error }, 'could not extend a session expiry')
@@ -264,7 +272,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
   }
 
   private async remove (sid: string): Promise<void> {
-    await this.run('destroy', (connection) => connection.execute(this.sql.destroy, [sid]))
+    await this.run('destroy', (connection) => statement(connection, 'execute', this.sql.destroy, [sid]))
   }
 
   /**
@@ -273,12 +281,12 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
    * store a session for a client that got no cookie (a stalled database would otherwise replay the
    * whole pool queue when it comes back).
    */
-  private run<T> (operation: string, work: (connection: PoolConnection) => Promise<T>, deadlineMs = this.settings.deadlineMs): Promise<T> {
+  private run<T> (operation: string, work: (connection: CoreConnection) => Promise<T>, deadlineMs = this.settings.deadlineMs): Promise<T> {
     return this.timed(operation, () => withDeadline(operation, deadlineMs, async (deadline) => {
       await this.prepare()
-      const connection = await this.pool.getConnection()
+      const connection = await pooledConnection(this.pool.pool)
       try {
-        deadline.throwIfAborted()
+        if (deadline.passed) throw new Error('the request stopped waiting')
         return await work(connection)
       } finally {
         connection.release()
@@ -301,4 +309,21 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
       throw error
     }
   }
+}
+
+// The hot path uses mysql2's callback API: its promise wrapper captures a stack trace on every call,
+// which was 2% of a session read's CPU time (docs/benchmarks.md).
+
+function pooledConnection (pool: CorePool): Promise<CoreConnection> {
+  return new Promise((resolve, reject) => {
+    pool.getConnection((error, connection) => error ? reject(error) : resolve(connection))
+  })
+}
+
+function statement<T = unknown> (connection: CoreConnection, kind: 'query' | 'execute', sql: string, values: unknown[] = []): Promise<[T, unknown]> {
+  return new Promise((resolve, reject) => {
+    const done = (error: Error | null, result: unknown, fields: unknown) => error ? reject(error) : resolve([result as T, fields])
+    if (kind === 'execute') connection.execute(sql, values as ExecuteValues[], done)
+    else connection.query(sql, values, done)
+  })
 }

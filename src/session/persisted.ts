@@ -23,3 +23,12 @@ export function expiresSeconds (session: SessionData, fallbackMs: number): numbe
   const ms = expires ? new Date(expires).getTime() : Date.now() + fallbackMs
   return Math.round(ms / 1000)
 }
+
+/**
+ * Whether an unchanged session's stored expiry lags far enough behind its new one to be rewritten:
+ * writing on every request would cost a query each (lazy touch).
+ */
+export function touchIsDue (session: SessionData, maxAgeMs: number, touchAfterMs: number): boolean {
+  const stored = persistedExpiry(session)
+  return stored === undefined || (expiresSeconds(session, maxAgeMs) - stored) * 1000 >= touchAfterMs
+}

@@ -12,25 +12,30 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/** Tells work running under `withDeadline` whether its caller has stopped waiting. */
+export interface Deadline {
+  readonly passed: boolean
+}
+
 /**
  * Rejects with StoreUnavailableError after `ms`; the work itself is not cancelled, but no request
  * waits for it any longer (a pool queue can otherwise hold a request for as long as the database
- * stalls). `work` is told through its signal when its caller has given up, so it can skip what is
- * left instead of doing it for nobody.
+ * stalls). `work` is told through `deadline.passed` when its caller has given up, so it can skip
+ * what is left instead of doing it for nobody.
  */
-export async function withDeadline<T> (operation: string, ms: number, work: (deadline: AbortSignal) => Promise<T>): Promise<T> {
-  const expired = new AbortController()
+export async function withDeadline<T> (operation: string, ms: number, work: (deadline: Deadline) => Promise<T>): Promise<T> {
+  const deadline = { passed: false }
   let timer: NodeJS.Timeout | undefined
-  const deadline = new Promise<never>((_resolve, reject) => {
+  const expired = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => {
-      expired.abort()
+      deadline.passed = true
       reject(new StoreUnavailableError(`${operation} took longer than ${ms} ms`))
     }, ms)
   })
   try {
-    return await Promise.race([work(expired.signal).catch((error: unknown) => {
+    return await Promise.race([work(deadline).catch((error: unknown) => {
       throw error instanceof StoreUnavailableError ? error : new StoreUnavailableError(operation, error)
-    }), deadline])
+    }), expired])
   } finally {
     clearTimeout(timer)
   }

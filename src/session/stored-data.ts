@@ -13,10 +13,14 @@ export function parseStoredSession (text: unknown): SessionData | undefined {
   let polluted = false
   let value: unknown
   try {
-    value = JSON.parse(text, (key, inner: unknown) => {
-      if (key === '__proto__' || (key === 'constructor' && isPlainObject(inner) && Object.hasOwn(inner, 'prototype'))) polluted = true
-      return inner
-    })
+    // A reviver costs a call per key on every read; only text that could spell a dangerous key
+    // (directly or through a \u escape) needs one.
+    value = mayHideDangerousKeys(text)
+      ? JSON.parse(text, (key, inner: unknown) => {
+        if (key === '__proto__' || (key === 'constructor' && isPlainObject(inner) && Object.hasOwn(inner, 'prototype'))) polluted = true
+        return inner
+      })
+      : JSON.parse(text)
   } catch {
     return undefined
   }
@@ -25,6 +29,10 @@ export function parseStoredSession (text: unknown): SessionData | undefined {
   if (!isPlainObject(cookie)) return undefined
   if (cookie.expires !== undefined && cookie.expires !== null && Number.isNaN(new Date(cookie.expires as string).getTime())) return undefined
   return value as unknown as SessionData
+}
+
+function mayHideDangerousKeys (text: string): boolean {
+  return text.includes('__proto__') || text.includes('constructor') || text.includes('\\u')
 }
 
 function isPlainObject (value: unknown): value is Record<string, unknown> {

@@ -1,0 +1,173 @@
+// What the benchmark and the profiler share: the database, a stack started as its own process,
+// its session cookie, and the load generator.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { connect } from 'node:net'
+import autocannon from 'autocannon'
+import { createConnection, createPool, type Pool, type RowDataPacket } from 'mysql2/promise'
+import { MARIADBD, PrivateMariaDb } from '../test/support/private-mariadb.js'
+
+export const DURATION = Number(process.env.BENCH_DURATION ?? 10)
+export const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32)
+export const WARMUP_SECONDS = 3
+export const SCHEMA = 'bench'
+const HTTP_PORT = 9300
+
+const root = new URL('..', import.meta.url).pathname
+export const projectEntry = ['dist/server.js']
+
+export interface Target {
+  name: string
+  args: string[]
+  env?: Record<string, string>
+  /** How it gets its session cookie: from its own first answer, or handed a raw id. */
+  cookie?: 'own' | 'raw-id'
+}
+
+/** SESSION_* variables pointing at the bench schema, for the project and the peers. */
+export function databaseEnv (database: Database): Record<string, string> {
+  return {
+    SESSION_HOST: database.host,
+    SESSION_PORT: String(database.port),
+    SESSION_USER: database.user,
+    SESSION_PASSWORD: database.password,
+    SESSION_DATABASE: SCHEMA
+  }
+}
+
+/** The project as production runs it, on the bench schema. */
+export function projectEnv (database: Database): Record<string, string> {
+  return {
+    ...databaseEnv(database),
+    NODE_ENV: 'production',
+    SESSION_SECRET: 'bench-secret-bench-secret-bench-secret',
+    SESSION_COOKIE_SECURE: 'false',
+    // Request logging costs the project what the peers (no logger) never pay.
+    LOG_LEVEL: 'warn',
+    SESSION_CLEANUP_INTERVAL: '0',
+    // Extra variables to compare settings, e.g. BENCH_PROJECT_ENV=METRICS=off,SESSION_TOUCH_AFTER=0
+    ...Object.fromEntries((process.env.BENCH_PROJECT_ENV ?? '').split(',').filter(Boolean).map((pair) => pair.split('=', 2)))
+  }
+}
+
+export function fire (options: autocannon.Options): Promise<autocannon.Result> {
+  return autocannon({ connections: CONNECTIONS, ...options })
+}
+
+export async function sessionCookie (database: Database, target: Target): Promise<string> {
+  if (target.cookie === 'raw-id') {
+    const [[row]] = await database.pool.query<RowDataPacket[]>('SELECT session_id FROM sessions WHERE expires > UNIX_TIMESTAMP() LIMIT 1')
+    if (!row) throw new Error('the prepared-SELECT ceiling needs a row the project wrote: run the project first')
+    return `sid=${row.session_id as string}`
+  }
+  if (target.cookie !== 'own') return ''
+  const base = `http://127.0.0.1:${HTTP_PORT}`
+  const res = await fetch(`${base}/session`)
+  const setCookie = res.headers.get('set-cookie')
+  if (!res.ok || !setCookie) throw new Error(`${target.name}: GET /session answered ${res.status} without a session cookie`)
+  return setCookie.split(';')[0] as string
+}
+
+export interface RunningTarget {
+  base: string
+  /** User + system CPU time the process has used so far, in µs (from /proc, Linux only). */
+  cpuMicros: () => number
+  stop: () => Promise<void>
+}
+
+export async function startTarget (target: Target): Promise<RunningTarget> {
+  const child = spawn(process.execPath, target.args, {
+    cwd: root,
+    env: { PATH: process.env.PATH, ...target.env, PORT: String(HTTP_PORT), HOST: '127.0.0.1' },
+    stdio: ['ignore', 'ignore', 'inherit']
+  })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  await waitForPort(HTTP_PORT, child)
+  return {
+    base: `http://127.0.0.1:${HTTP_PORT}`,
+    cpuMicros: () => processCpuMicros(child.pid as number),
+    stop: async () => {
+      child.kill('SIGTERM')
+      await exited
+    }
+  }
+}
+
+// utime and stime, fields 14 and 15 of /proc/PID/stat, in clock ticks (100 per second on Linux).
+function processCpuMicros (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ')
+  return (Number(fields[11]) + Number(fields[12])) * 10000
+}
+
+async function waitForPort (port: number, child: ChildProcess): Promise<void> {
+  const started = Date.now()
+  while (Date.now() - started < 30000) {
+    if (child.exitCode !== null) throw new Error(`${child.spawnargs.join(' ')} exited with ${child.exitCode}`)
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1')
+      socket.once('connect', () => { socket.destroy(); resolve(true) })
+      socket.once('error', () => resolve(false))
+    })
+    if (open) return
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  throw new Error(`${child.spawnargs.join(' ')} did not listen on ${port} within 30 s`)
+}
+
+export interface Database {
+  host: string
+  port: number
+  user: string
+  password: string
+  label: string
+  /** Root connections to the bench schema. */
+  pool: Pool
+  /** MariaDB's count of statements received from every client. */
+  questions: () => Promise<number>
+  close: () => Promise<void>
+}
+
+/**
+ * A private MariaDB by default: `Questions` counts every client of the server, so only a server
+ * of the bench's own gives exact queries per request.
+ */
+export async function openDatabase (): Promise<Database> {
+  let server: PrivateMariaDb | undefined
+  let url = process.env.BENCH_DATABASE_URL
+  if (!url) {
+    if (MARIADBD) {
+      server = await PrivateMariaDb.create(undefined, ['--innodb-buffer-pool-size=1G'])
+      url = server.url
+    } else {
+      url = 'mysql://root@127.0.0.1:3306'
+    }
+  }
+  const parsed = new URL(url)
+  const login = { host: parsed.hostname, port: Number(parsed.port || 3306), user: decodeURIComponent(parsed.username), password: decodeURIComponent(parsed.password) }
+  const setup = await createConnection(login)
+  await setup.query(`DROP DATABASE IF EXISTS ${SCHEMA}`)
+  await setup.query(`CREATE DATABASE ${SCHEMA}`)
+  await setup.end()
+  const pool = createPool({ ...login, database: SCHEMA, connectionLimit: 2 })
+  return {
+    ...login,
+    label: server ? `a private MariaDB on port ${login.port}` : `${login.host}:${login.port} (shared: queries/request counts every client)`,
+    pool,
+    questions: async () => {
+      const [[row]] = await pool.query<RowDataPacket[]>("SHOW GLOBAL STATUS LIKE 'Questions'")
+      return Number(row?.Value)
+    },
+    close: async () => {
+      await pool.query(`DROP DATABASE IF EXISTS ${SCHEMA}`).catch(() => {})
+      await pool.end()
+      await server?.destroy()
+    }
+  }
+}
+
+export function runChecked (command: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd: root, stdio: 'inherit' })
+    child.once('exit', (code) => code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} exited with ${code}`)))
+  })
+}
