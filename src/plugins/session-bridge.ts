@@ -17,11 +17,13 @@ interface Snapshot {
 
 /**
  * Mounts express-session through @fastify/express for the routes registered in the same scope
- * (health, docs and metrics live outside it and never pay for it). Three things are added on top:
+ * (health, docs and metrics live outside it and never pay for it). Added on top:
  * - with a Secure cookie, a plain-HTTP request gets no session at all: express-session would
  *   otherwise create and store one whose cookie it then refuses to send (a row per request);
  * - a session that must be written is written before the response starts, so a store failure
  *   becomes a 503 without Set-Cookie instead of a 200 with a cookie for a session that was lost;
+ * - an unchanged session is touched lazily, without the answer waiting, and its cookie is renewed
+ *   only when its stored expiry is (docs/benchmarks.md has what each saves);
  * - session responses are `Cache-Control: no-store`.
  */
 export default fp(async function sessionBridge (fastify) {
