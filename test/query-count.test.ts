@@ -1,6 +1,7 @@
 import type { RowDataPacket } from 'mysql2/promise'
 import t, { type Test } from 'tap'
 import { Client, build, httpRequest, listen, privateDatabase } from './helper.js'
+import { loginAs, writeUsersFile } from './support/accounts.js'
 import { MARIADBD } from './support/private-mariadb.js'
 
 // What each request costs the database, counted by the server itself: MariaDB's `Questions` counts
@@ -118,4 +119,18 @@ t.test('the answer never waits for the touch', needsMariadbd, async (t) => {
   t.equal(res.json().authenticated, false, 'the whole body arrived')
   t.ok(ms < 700, `answered in ${ms} ms, not after the touch's lock wait (express-session holds back the last byte until its touch returns)`)
   await holder.query('ROLLBACK')
+})
+
+t.test('a login is three statements: read the anonymous session, delete it, insert the new one', needsMariadbd, async (t) => {
+  const { base, statementsSince } = await setUp(t, { AUTH_USERS_FILE: writeUsersFile(t, { ann: 'correct horse' }) })
+  const client = new Client(base)
+  await client.request('/session')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  await statementsSince()
+  t.equal((await loginAs(client, 'ann', 'correct horse')).status, 200)
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  // express-session saves a session regenerated in a route once more while ending the answer; the
+  // store recognises that it holds exactly that row already.
+  t.equal(await statementsSince(), 3, 'no second INSERT of the same row')
+  t.equal((await client.request('/session')).json().authenticated, true)
 })

@@ -95,6 +95,19 @@ t.test('finding a user\'s sessions is an index lookup', async (t) => {
   t.equal(plan[0]?.key, 'idx_user_name')
 })
 
+t.test('many parallel listings of one user\'s sessions never starve the pool', async (t) => {
+  const { app, base } = await serve(t, { AUTH_USERS_FILE: writeUsersFile(t, users) })
+  const client = await loggedIn(base, 'ann')
+  // More than the pool's ten connections at once: each listing must hold only one.
+  const listings = await Promise.all(Array.from({ length: 25 }, () => app.sessionStore.sessionsOf('ann')))
+  t.same([...new Set(listings.map((sessions) => sessions.length))], [1], 'every listing answered')
+  const answers = await Promise.all(Array.from({ length: 25 }, () => client.request('/session/all')))
+  t.same([...new Set(answers.map((res) => res.status))], [200], 'and over HTTP')
+  await app.sessionStore.ping()
+  t.pass('the store still answers afterwards')
+  t.equal((await client.request('/session/all', { method: 'DELETE' })).status, 200)
+})
+
 t.test('secret rotation: old cookies still read while listed, new ones signed with the new secret', async (t) => {
   const db = await createTestDatabase(t)
   const env = { ...db.env, AUTH_USERS_FILE: writeUsersFile(t, users) }

@@ -2,10 +2,11 @@ import { createHmac } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import fastifyExpress from '@fastify/express'
 import session, { type SessionData } from 'express-session'
+import type { FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import onHeaders from 'on-headers'
 import { cookieSecure, sessionSecrets, touchAfterMs } from '../config/config.js'
-import { persistedExpiry, touchIsDue } from '../session/persisted.js'
+import { persistedExpiry, sessionContent, touchIsDue } from '../session/persisted.js'
 import type { ManagedStore } from '../session/managed-store.js'
 import type { RequestSession } from '../session/session-data.js'
 
@@ -69,7 +70,7 @@ export default fp(async function sessionBridge (fastify) {
     onHeaders(res, addMaxAge)
     middleware(req as never, res as never, (error?: unknown) => {
       const current = req.session
-      if (!error && current) snapshots.set(req, { id: current.id, hash: hashSession(current) })
+      if (!error && current) snapshots.set(req, { id: current.id, hash: sessionContent(current) })
       next(error)
     })
   })
@@ -85,7 +86,7 @@ export default fp(async function sessionBridge (fastify) {
     const current = request.raw.session
     const snapshot = snapshots.get(request.raw)
     if (!current || !snapshot) return
-    const modified = current.id !== snapshot.id || hashSession(current) !== snapshot.hash
+    const modified = current.id !== snapshot.id || sessionContent(current) !== snapshot.hash
     const neverStored = persistedExpiry(current) === undefined
     // The idle timeout restarts now (express-session would do it while ending the response).
     current.touch()
@@ -93,14 +94,14 @@ export default fp(async function sessionBridge (fastify) {
       if (modified || config.SESSION_SAVE_UNINITIALIZED) await save(current)
     } else if (config.SESSION_RESAVE) {
       await save(current)
-      renewCookie(reply.raw, current, request.protocol)
+      renewCookie(reply, current, request.protocol)
     } else {
       // The store rewrites the expiry without making the answer wait (a failure is logged), and the
       // cookie is renewed with it, so the browser and the store forget the session together. A
       // cookie signed with a previous secret is re-signed at once, so rotation completes quickly.
       const due = touchIsDue(current as SessionData, config.SESSION_MAX_AGE, touchAfter)
       if (due) store.touch(current.id, current as SessionData, () => {})
-      if (due || signedWithPreviousSecret(request.raw, current.id)) renewCookie(reply.raw, current, request.protocol)
+      if (due || signedWithPreviousSecret(request.raw, current.id)) renewCookie(reply, current, request.protocol)
     }
   })
 
@@ -124,12 +125,13 @@ export default fp(async function sessionBridge (fastify) {
   }
 
   /** What express-session sends for a new or changed session, for an unchanged one being extended. */
-  function renewCookie (res: ServerResponse, current: RequestSession, protocol: string): void {
+  function renewCookie (reply: FastifyReply, current: RequestSession, protocol: string): void {
     if (current.cookie.secure && protocol !== 'https') return
     const cookie = (current.cookie as typeof current.cookie & { serialize: (name: string, value: string) => string })
       .serialize(config.SESSION_COOKIE_NAME, `s:${current.id}.${signature(current.id)}`)
-    const previous = res.getHeader('set-cookie') ?? []
-    res.setHeader('set-cookie', [...(Array.isArray(previous) ? previous : [String(previous)]), cookie])
+    // On the reply, which appends Set-Cookie values: a raw header would be replaced by any
+    // Set-Cookie a route put on the reply.
+    reply.header('set-cookie', cookie)
   }
 }, { name: 'session-bridge', dependencies: ['config', 'session-store'] })
 
@@ -161,11 +163,4 @@ function maxAgeAdder (cookieName: string, maxAgeMs: number): (this: ServerRespon
     this.setHeader('set-cookie', cookies.map((cookie) =>
       cookie.startsWith(`${cookieName}=`) && !/;\s*Max-Age=/i.test(cookie) ? cookie + attribute : cookie))
   }
-}
-
-/** What express-session itself compares to decide a session was modified: everything but the cookie. */
-function hashSession (current: RequestSession): string {
-  return JSON.stringify(current, function (this: unknown, key, value: unknown) {
-    return this === current && key === 'cookie' ? undefined : value
-  })
 }

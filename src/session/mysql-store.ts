@@ -8,7 +8,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { touchAfterMs, type Config } from '../config/config.js'
 import { createSessionPool } from './mysql-pool.js'
 import { settle, type Callback, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
-import { expiresSeconds, markPersisted, persistedExpiry, touchIsDue } from './persisted.js'
+import { expiresSeconds, isUnchangedSince, markPersisted, persistedExpiry, sessionContent, touchIsDue } from './persisted.js'
 import { parseStoredSession, sessionFingerprint } from './stored-data.js'
 import { withDeadline } from './store-errors.js'
 import { createOrUpgradeTable } from './table.js'
@@ -189,9 +189,11 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
           // Rest as long as the batch took: the cleanup gets at most half of one database thread, so
           // reads keep their latency while a million expired rows go (docs/benchmarks.md).
           await sleep(Date.now() - batchStarted, undefined, { signal: options.signal }).catch(() => {})
+          if (options.signal?.aborted) return removed
         }
       } finally {
-        await connection.query('DO RELEASE_LOCK(?)', [this.cleanupLock])
+        // Bounded, so a stalled database cannot hold up shutdown here.
+        await connection.query({ sql: 'DO RELEASE_LOCK(?)', values: [this.cleanupLock], timeout: this.settings.deadlineMs })
       }
     } finally {
       connection.release()
@@ -206,7 +208,9 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
 
   async sessionsOf (userName: string): Promise<StoredSession[]> {
     const now = Date.now()
-    const [rows] = await this.run('list', () => this.pool.execute<SessionRow[]>(this.sql.ofUser, [userName, Math.floor(now / 1000)]))
+    // On the connection run() holds: taking a second one from the pool while holding the first
+    // deadlocks the pool once ten of these run at once.
+    const [rows] = await this.run('list', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.ofUser, [userName, Math.floor(now / 1000)]))
     return rows.flatMap((row) => {
       const data = parseStoredSession(row.data)
       if (!data || isPastAbsoluteTimeout(data, this.settings.absoluteTimeoutMs, now)) return []
@@ -215,7 +219,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
   }
 
   async endSessionsOf (userName: string, keepId = ''): Promise<number> {
-    const [result] = await this.run('end sessions', () => this.pool.execute<ResultSetHeader>(this.sql.endOfUser, [userName, keepId]))
+    const [result] = await this.run('end sessions', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.endOfUser, [userName, keepId]))
     return result.affectedRows
   }
 
@@ -245,6 +249,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
   }
 
   private async write (sid: string, session: SessionData): Promise<void> {
+    if (isUnchangedSince(session, this.settings.maxAgeMs, this.settings.touchAfterMs)) return
     const expires = expiresSeconds(session, this.settings.maxAgeMs)
     const data = JSON.stringify(session)
     if (persistedExpiry(session) === undefined) {
@@ -256,7 +261,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
         return
       }
     }
-    markPersisted(session, expires)
+    markPersisted(session, expires, sessionContent(session))
   }
 
   /** Best effort: it runs after the response is on its way, so a failure is logged, not thrown. */
