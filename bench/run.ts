@@ -9,11 +9,11 @@
 // default: a private MariaDB when mariadbd is installed, else root@127.0.0.1:3306).
 import autocannon from 'autocannon'
 import { pino } from 'pino'
-import { loadConfig, type Config } from '../src/config/config.js'
-import { STORE_DEADLINE_MS, createSessionPool } from '../src/session/mysql-pool.js'
-import { MysqlSessionStore } from '../src/session/mysql-store.js'
+import { loadConfig } from '../src/config/config.js'
+import { STORE_DEADLINE_MS } from '../src/session/mysql-pool.js'
+import { createMysqlStore } from '../src/session/mysql-store.js'
 import {
-  CONNECTIONS, DURATION, SCHEMA, WARMUP_SECONDS, databaseEnv, fire, openDatabase, projectEntry, projectEnv, runChecked,
+  CONNECTIONS, DURATION, WARMUP_SECONDS, databaseEnv, fire, openDatabase, projectEntry, projectEnv, runChecked,
   sessionCookie, startTarget, type Database, type Target
 } from './harness.js'
 
@@ -175,10 +175,8 @@ async function measureCleanup (database: Database, project: Target): Promise<voi
     await fire({ ...options, duration: WARMUP_SECONDS })
     const quiet = await fire({ ...options, duration: DURATION })
 
-    const pool = createSessionPool(projectConfig(database))
-    const store = new MysqlSessionStore({
-      pool, database: SCHEMA, table: 'sessions', maxAgeMs: 2628000000, absoluteTimeoutMs: 0, touchAfterMs: 3600000, deadlineMs: STORE_DEADLINE_MS, log: pino({ level: 'silent' })
-    })
+    // The store the server builds from the same variables, so the cleanup is exactly its own.
+    const { pool, store } = createMysqlStore(loadConfig(projectEnv(database)).config, { deadlineMs: STORE_DEADLINE_MS, log: pino({ level: 'silent' }) })
     let instance: autocannon.Instance | undefined
     const load = new Promise<autocannon.Result>((resolve, reject) => {
       instance = autocannon({ connections: CONNECTIONS, ...options, duration: 3600 }, (error, result) => error ? reject(error) : resolve(result))
@@ -197,11 +195,6 @@ async function measureCleanup (database: Database, project: Target): Promise<voi
   } finally {
     await server.stop()
   }
-}
-
-function projectConfig (database: Database): Config {
-  const env = { SESSION_HOST: database.host, SESSION_PORT: String(database.port), SESSION_USER: database.user, SESSION_PASSWORD: database.password, SESSION_DATABASE: SCHEMA }
-  return loadConfig(env).config
 }
 
 await main()
