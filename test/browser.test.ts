@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { createServer } from 'node:http'
+import { userKey } from '../src/session/identity.js'
 import type { AddressInfo } from 'node:net'
 import type { Page } from 'playwright-core'
 import type { RowDataPacket } from 'mysql2/promise'
@@ -23,7 +24,7 @@ async function logIn (page: Page, username: string, password: string): Promise<v
 }
 
 async function sessionsOf (db: TestDatabase, user: string): Promise<number> {
-  const [rows] = await db.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM sessions WHERE user_name = ?', [user])
+  const [rows] = await db.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM sessions WHERE user_key = ?', [userKey({ name: user })])
   return Number(rows[0]?.n)
 }
 

@@ -22,7 +22,15 @@ const corruptedRows: Array<[string, string | null]> = [
   ['a __proto__ key', `{"cookie":${JSON.stringify(cookie)},"__proto__":{"user":{"name":"admin"}}}`],
   ['a __proto__ key inside the cookie', '{"cookie":{"__proto__":{"secure":false},"originalMaxAge":3600000},"user":{"name":"ann"}}'],
   ['a __proto__ key spelled with a \\u escape', `{"cookie":${JSON.stringify(cookie)},"\\u005f_proto__":{"user":{"name":"admin"}}}`],
-  ['constructor.prototype keys', `{"cookie":${JSON.stringify(cookie)},"constructor":{"prototype":{"user":{"name":"admin"}}}}`]
+  ['constructor.prototype keys', `{"cookie":${JSON.stringify(cookie)},"constructor":{"prototype":{"user":{"name":"admin"}}}}`],
+  // Rows that parse, with a field of the wrong type: each answered 500 on every request before.
+  ['a user that is a string', JSON.stringify({ cookie, createdAt: 1, user: 'ann' })],
+  ['a user without a name', JSON.stringify({ cookie, createdAt: 1, user: { id: 7 } })],
+  ['a createdAt that is a word', JSON.stringify({ cookie, createdAt: 'yesterday', user })],
+  ['a createdAt beyond the date range', JSON.stringify({ cookie, createdAt: 1e300, user })],
+  ['an originalMaxAge that is not a number', JSON.stringify({ cookie: { ...cookie, originalMaxAge: 'x' }, user })],
+  ['a cookie expiry beyond the date range', JSON.stringify({ cookie: { ...cookie, expires: 1e300 }, user })],
+  ['a userAgent that is an object', JSON.stringify({ cookie, createdAt: 1, user, userAgent: { evil: true } })]
 ]
 
 async function setUp (t: Test) {
@@ -51,7 +59,7 @@ t.test('the fixture itself: a well-formed row is read as the session it holds', 
   t.same(warnings, [])
 })
 
-t.test('a corrupted row gives a fresh anonymous session, one warning without the id, and is deleted', async (t) => {
+t.test('a corrupted row gives a fresh anonymous session and one warning without the id; the row is left to expire', async (t) => {
   const { visit, rowExists } = await setUp(t)
   for (const [index, [label, data]] of corruptedRows.entries()) {
     const id = `corrupted-${index}`
@@ -59,14 +67,13 @@ t.test('a corrupted row gives a fresh anonymous session, one warning without the
     t.equal(res.status, 200, `${label}: 200`)
     t.same(res.json().authenticated, false, `${label}: anonymous`)
     t.ok(issued !== undefined && issued !== id, `${label}: a new session id`)
-    t.same(warnings.map((entry) => entry.msg), ['discarded a corrupted session row; the client gets a fresh session'], `${label}: one warning`)
+    t.equal(warnings.length, 1, `${label}: one warning`)
+    t.match(warnings[0]?.msg, /fresh session/, `${label}: the warning says what happened`)
     t.notMatch(JSON.stringify(warnings), id, `${label}: the warning does not carry the id`)
-    let deleted = false
-    for (let tries = 0; tries < 20 && !deleted; tries++) {
-      deleted = !(await rowExists(id))
-      if (!deleted) await new Promise((resolve) => setTimeout(resolve, 50))
-    }
-    t.ok(deleted, `${label}: the row is deleted`)
+    // Never deleted for what it holds: another app sharing the table (a migration) may read it.
+    t.ok(await rowExists(id), `${label}: the row is kept until it expires`)
+    const again = await visit(`${id}-again`, data)
+    t.equal(again.res.status, 200, `${label}: still 200 the second time`)
   }
 })
 

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { appendFileSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
+import { userKey } from '../src/session/identity.js'
 import type { RowDataPacket } from 'mysql2/promise'
 import { pino } from 'pino'
 import t from 'tap'
@@ -33,9 +34,9 @@ t.test('a user written by `htpasswd -B` logs in: a new id, the anonymous row gon
   const loggedInId = idOf(client.cookie)
   t.not(loggedInId, anonymousId, 'a new session id (fixation)')
   t.notOk(res.body.includes(loggedInId), 'the id is not in the body')
-  const [rows] = await db.pool.query<RowDataPacket[]>('SELECT session_id, user_name, data FROM sessions')
+  const [rows] = await db.pool.query<RowDataPacket[]>('SELECT session_id, user_key, data FROM sessions')
   t.same(rows.map((row) => row.session_id), [loggedInId], 'only the logged-in row remains')
-  t.equal(rows[0]?.user_name, 'ann', 'the generated column knows the user')
+  t.equal(rows[0]?.user_key, userKey({ name: 'ann' }), 'the user column knows the user')
   t.match(JSON.parse(String(rows[0]?.data)), { user: { name: 'ann' }, userAgent: 'test-agent/1.0', ip: '127.0.0.1' })
 
   const me = (await client.request('/session')).json()

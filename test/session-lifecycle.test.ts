@@ -34,7 +34,11 @@ t.test('logout race: a slow request that changes the session and ends after logo
     const req = sendRequest(`${base}/session/state`, {
       method: 'PUT',
       headers: { cookie: client.cookie as string, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }
-    }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)) })
+    }, (res) => {
+      t.notOk(res.headers['set-cookie'], 'no cookie names the ended session')
+      res.resume()
+      res.on('end', () => resolve(res.statusCode ?? 0))
+    })
     req.on('error', reject)
     req.flushHeaders()
     req.write(body.slice(0, 3))
@@ -46,7 +50,7 @@ t.test('logout race: a slow request that changes the session and ends after logo
       }, reject)
     }, 300)
   })
-  t.equal(await slow, 200)
+  t.equal(await slow, 409, 'the late write is refused, and says so')
   t.equal(await countRows(db), 0, 'the logged-out row stays deleted (an upsert would have re-inserted it)')
 })
 

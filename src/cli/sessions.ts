@@ -47,9 +47,9 @@ async function main (): Promise<void> {
       // The server's cleanup, under the same lock: 0 also when an instance is cleaning right now.
       print(`${await store.cleanupExpired()} expired sessions removed`)
     } else if (command === 'revoke-user') {
-      print(`${await store.endSessionsOf(name as string)} sessions of ${name} ended`)
+      print(`${await store.endSessionsOf({ name: name as string })} sessions of ${name} ended`)
     } else {
-      for (const { id, createdAt, lastSeenAt, userAgent, ip } of summarizeSessions(await store.sessionsOf(name as string), config)) {
+      for (const { id, createdAt, lastSeenAt, userAgent, ip } of summarizeSessions(await store.sessionsOf({ name: name as string }), config)) {
         print(JSON.stringify({ handle: id, createdAt, lastSeenAt, userAgent, ip }))
       }
     }

@@ -5,6 +5,7 @@ import { Ajv, type ErrorObject } from 'ajv'
 import ajvErrorsModule from 'ajv-errors'
 import envSchema from 'env-schema'
 import proxyAddr from 'proxy-addr'
+import type { LifetimePolicy } from '../session/lifetime.js'
 import { configSchema, type Config } from './schema.js'
 
 export type { Config } from './schema.js'
@@ -97,6 +98,16 @@ export function trustProxyFunction (config: Config): (address: string, hop: numb
 
 export function touchAfterMs (config: Config): number {
   return config.SESSION_TOUCH_AFTER ?? Math.min(DEFAULT_TOUCH_AFTER_MS, Math.floor(config.SESSION_MAX_AGE / 10))
+}
+
+/** The variables that decide how long sessions live, as the stores and routes take them. */
+export function lifetimePolicy (config: Config): LifetimePolicy {
+  return {
+    maxAgeMs: config.SESSION_MAX_AGE,
+    absoluteTimeoutMs: config.SESSION_ABSOLUTE_TIMEOUT,
+    anonymousMaxAgeMs: Math.min(config.SESSION_ANONYMOUS_MAX_AGE, config.SESSION_MAX_AGE),
+    touchAfterMs: touchAfterMs(config)
+  }
 }
 
 export function usesDatabase (config: Config): boolean {

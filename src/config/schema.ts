@@ -49,6 +49,9 @@ export const configSchema = Type.Object({
 
   SESSION_MAX_AGE: integer(1000, MAX_MS, 2628000000, 'an integer number of milliseconds, at least 1000'),
   SESSION_ABSOLUTE_TIMEOUT: integer(0, MAX_MS, 0, 'an integer number of milliseconds (0 turns it off)'),
+  // A session that carries nothing yet (saveUninitialized stores every visit) is kept this long
+  // idle, so cookieless requests cannot fill the table for a whole SESSION_MAX_AGE each.
+  SESSION_ANONYMOUS_MAX_AGE: integer(0, MAX_MS, 3600000, 'an integer number of milliseconds (0: the same as SESSION_MAX_AGE)'),
   SESSION_TOUCH_AFTER: optional(Type.Integer({
     minimum: 0,
     maximum: MAX_MS,

@@ -5,9 +5,12 @@ import session, { type SessionData } from 'express-session'
 import type { FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import onHeaders from 'on-headers'
-import { cookieSecure, sessionSecrets, touchAfterMs } from '../config/config.js'
-import { persistedExpiry, sessionContent, touchIsDue } from '../session/persisted.js'
-import type { ManagedStore } from '../session/managed-store.js'
+import { cookieSecure, lifetimePolicy, sessionSecrets } from '../config/config.js'
+import { HttpError } from '../http-error.js'
+import { touchIsDue } from '../session/lifetime.js'
+import { SessionEndedError } from '../session/managed-store.js'
+import { applyCookiePolicy, hasOutdatedCookie, isHttps, middlewareStore, type CookiePolicy } from '../session/middleware-store.js'
+import { persistedExpiry, sessionContent } from '../session/persisted.js'
 import type { RequestSession } from '../session/session-data.js'
 
 /** The session as it was when the route started: tells whether the route changed it. */
@@ -31,11 +34,12 @@ export default fp(async function sessionBridge (fastify) {
   const config = fastify.config
   const secure = cookieSecure(config)
   const store = fastify.sessionStore
-  const middlewareStore = withoutTouch(store)
+  const cookiePolicy: CookiePolicy = { secure, sameSite: config.SESSION_COOKIE_SAMESITE, maxAgeMs: config.SESSION_MAX_AGE }
+  const sessionStore = middlewareStore(store, cookiePolicy, fastify.log.child({ component: 'session-bridge' }))
   const middleware = session({
     name: config.SESSION_COOKIE_NAME,
     secret: sessionSecrets(config),
-    store: middlewareStore,
+    store: sessionStore,
     resave: config.SESSION_RESAVE,
     saveUninitialized: config.SESSION_SAVE_UNINITIALIZED,
     // The cookie follows the idle timeout, renewed when the stored expiry is (see onSend), not on
@@ -54,11 +58,13 @@ export default fp(async function sessionBridge (fastify) {
   // express-session gives the store a `generate(req)` and hashes the new session right after
   // calling it; stamping the creation time inside it keeps an untouched new session "unmodified"
   // (so saveUninitialized=false still stores nothing for a visit that changes nothing).
-  const sessionStore = middlewareStore as typeof middlewareStore & { generate: (req: IncomingMessage) => void }
-  const generate = sessionStore.generate.bind(sessionStore)
-  sessionStore.generate = (req) => {
+  const generating = sessionStore as typeof sessionStore & { generate: (req: IncomingMessage) => void }
+  const generate = generating.generate.bind(generating)
+  generating.generate = (req) => {
     generate(req)
-    if (req.session) req.session.createdAt = Date.now()
+    if (!req.session) return
+    req.session.createdAt = Date.now()
+    applyCookiePolicy(req.session.cookie, cookiePolicy, isHttps(req))
   }
 
   const addMaxAge = maxAgeAdder(config.SESSION_COOKIE_NAME, config.SESSION_MAX_AGE)
@@ -79,7 +85,7 @@ export default fp(async function sessionBridge (fastify) {
     reply.header('cache-control', 'no-store')
   })
 
-  const touchAfter = touchAfterMs(config)
+  const lifetime = lifetimePolicy(config)
   const signingSecret = sessionSecrets(config)[0] as string
 
   fastify.addHook('onSend', async (request, reply) => {
@@ -87,19 +93,21 @@ export default fp(async function sessionBridge (fastify) {
     const snapshot = snapshots.get(request.raw)
     if (!current || !snapshot) return
     const modified = current.id !== snapshot.id || sessionContent(current) !== snapshot.hash
-    const neverStored = persistedExpiry(current) === undefined
+    const neverStored = persistedExpiry(current, current.id) === undefined
     // The idle timeout restarts now (express-session would do it while ending the response).
     current.touch()
     if (modified || neverStored) {
-      if (modified || config.SESSION_SAVE_UNINITIALIZED) await save(current)
-    } else if (config.SESSION_RESAVE) {
-      await save(current)
+      if (modified || config.SESSION_SAVE_UNINITIALIZED) await save(request.raw)
+    } else if (config.SESSION_RESAVE || hasOutdatedCookie(current)) {
+      // An outdated cookie (its stored attributes are not the configured ones) is sent again now,
+      // and the row rewritten with the configured ones, so this happens once.
+      await save(request.raw)
       renewCookie(reply, current, request.protocol)
     } else {
       // The store rewrites the expiry without making the answer wait (a failure is logged), and the
       // cookie is renewed with it, so the browser and the store forget the session together. A
       // cookie signed with a previous secret is re-signed at once, so rotation completes quickly.
-      const due = touchIsDue(current as SessionData, config.SESSION_MAX_AGE, touchAfter)
+      const due = touchIsDue(current.id, current as SessionData, lifetime)
       if (due) store.touch(current.id, current as SessionData, () => {})
       if (due || signedWithPreviousSecret(request.raw, current.id)) renewCookie(reply, current, request.protocol)
     }
@@ -135,19 +143,19 @@ export default fp(async function sessionBridge (fastify) {
   }
 }, { name: 'session-bridge', dependencies: ['config', 'session-store'] })
 
-/** Session#save, awaited (promisify would build a new function on every request). */
-function save (current: RequestSession): Promise<void> {
-  return new Promise((resolve, reject) => current.save((error?: unknown) => error ? reject(error) : resolve()))
-}
-
 /**
- * The store as express-session sees it: without `touch`. express-session touches every unchanged
- * session itself, and to do it, holds back the last byte of every response and writes it only when
- * the store's touch calls back (its "split response"): two socket writes per answer and a client
- * kept waiting even when nothing is written. The onSend hook above touches instead.
+ * Session#save, awaited (promisify would build a new function on every request). A session that
+ * logout or a revocation ended while this request ran is not written back, and the answer says so
+ * (409) without a cookie that names the ended session.
  */
-function withoutTouch (store: ManagedStore): session.Store {
-  return Object.create(store, { touch: { value: undefined } }) as session.Store
+function save (req: IncomingMessage): Promise<void> {
+  const current = req.session as RequestSession
+  return new Promise((resolve, reject) => current.save((error?: unknown) => {
+    if (!error) return resolve()
+    if (!(error instanceof SessionEndedError)) return reject(error)
+    delete req.session
+    reject(new HttpError(409, error.message))
+  }))
 }
 
 /**

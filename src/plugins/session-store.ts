@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { usesDatabase } from '../config/config.js'
+import { lifetimePolicy, usesDatabase } from '../config/config.js'
 import { scheduleCleanup } from '../session/cleanup.js'
 import type { ManagedStore } from '../session/managed-store.js'
 import { MemorySessionStore } from '../session/memory-store.js'
@@ -21,7 +21,7 @@ export default fp(async function sessionStorePlugin (fastify) {
   const log = fastify.log.child({ component: 'session-store' })
 
   if (!usesDatabase(config)) {
-    const store = new MemorySessionStore({ maxAgeMs: config.SESSION_MAX_AGE, absoluteTimeoutMs: config.SESSION_ABSOLUTE_TIMEOUT })
+    const store = new MemorySessionStore(lifetimePolicy(config))
     fastify.decorate('sessionStore', store)
     const stopCleanup = scheduleCleanup(store, config.SESSION_CLEANUP_INTERVAL, log)
     fastify.addHook('onClose', stopCleanup)

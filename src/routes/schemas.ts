@@ -21,6 +21,7 @@ export const userBody = {
 export const anyJson = { description: 'Any JSON value' } as const
 
 export const STATE_MAX_BYTES = 4096
+export const STATE_MAX_DEPTH = 32
 
 /** Errors every session route can answer. */
 export const sessionRouteErrors = {

@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import { HttpError } from '../http-error.js'
 import type { RequestSession } from '../session/session-data.js'
-import { sessionEndsAt } from '../session/timeouts.js'
-import { STATE_MAX_BYTES, anyJson, errorBody, sessionRouteErrors, userBody } from './schemas.js'
+import { lifetimePolicy } from '../config/config.js'
+import { sessionEndsAt } from '../session/lifetime.js'
+import { STATE_MAX_BYTES, STATE_MAX_DEPTH, anyJson, errorBody, sessionRouteErrors, userBody } from './schemas.js'
 
 const sessionView = {
   type: 'object',
@@ -24,6 +25,8 @@ export function writableSession (session: RequestSession | undefined): RequestSe
 
 /** Routes that read and change the client's own session; registered behind the session bridge. */
 export default async function sessionRoutes (fastify: FastifyInstance) {
+  const lifetime = lifetimePolicy(fastify.config)
+
   fastify.get('/session', {
     schema: {
       summary: 'The current session, without its id',
@@ -37,7 +40,7 @@ export default async function sessionRoutes (fastify: FastifyInstance) {
       authenticated: current.user !== undefined,
       user: current.user,
       createdAt: new Date(current.createdAt ?? Date.now()).toISOString(),
-      expiresAt: new Date(sessionEndsAt(current, fastify.config)).toISOString(),
+      expiresAt: new Date(sessionEndsAt(current, lifetime)).toISOString(),
       state: current.state ?? null
     }
   })
@@ -55,10 +58,28 @@ export default async function sessionRoutes (fastify: FastifyInstance) {
     const current = writableSession(request.raw.session)
     const state: unknown = request.body
     if (state === undefined) throw new HttpError(400, 'Send the state as a JSON body (Content-Type: application/json)')
+    // Checked before anything serializes it: JSON.stringify recurses, and a few KiB of brackets
+    // nest deep enough to overflow the stack.
+    if (nestingDepth(state) > STATE_MAX_DEPTH) {
+      throw new HttpError(400, `The state must nest at most ${STATE_MAX_DEPTH} levels deep`)
+    }
     if (Buffer.byteLength(JSON.stringify(state)) > STATE_MAX_BYTES) {
       throw new HttpError(413, `The state must be at most ${STATE_MAX_BYTES} bytes as JSON`)
     }
     current.state = state
     return state
   })
+}
+
+/** How deeply arrays and objects nest in a parsed JSON value, counted without recursion. */
+export function nestingDepth (value: unknown): number {
+  let deepest = 0
+  const pending: Array<[unknown, number]> = [[value, 1]]
+  while (pending.length > 0) {
+    const [item, depth] = pending.pop() as [unknown, number]
+    if (typeof item !== 'object' || item === null) continue
+    deepest = Math.max(deepest, depth)
+    for (const inner of Object.values(item)) pending.push([inner, depth + 1])
+  }
+  return deepest
 }

@@ -31,7 +31,7 @@ export default withUser(async function userSessionRoutes (fastify: Authenticated
       response: { 200: { type: 'array', items: sessionEntry }, ...authErrors }
     }
   }, async (request) => {
-    const sessions = await sessionStore.sessionsOf(request.raw.session.user.name)
+    const sessions = await sessionStore.sessionsOf(request.raw.session.user)
     return summarizeSessions(sessions, config, request.raw.sessionID)
   })
 
@@ -43,7 +43,7 @@ export default withUser(async function userSessionRoutes (fastify: Authenticated
       response: { 204: { type: 'null', description: 'Ended' }, 404: errorBody, ...authErrors }
     }
   }, async (request, reply) => {
-    const sessions = await sessionStore.sessionsOf(request.raw.session.user.name)
+    const sessions = await sessionStore.sessionsOf(request.raw.session.user)
     const target = sessions.find(({ id }) => handleOf(id) === request.params.id)
     if (!target) return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: 'No such session of yours' })
     if (target.id === request.raw.sessionID) {
@@ -65,7 +65,7 @@ export default withUser(async function userSessionRoutes (fastify: Authenticated
       }
     }
   }, async (request) => {
-    const revoked = await sessionStore.endSessionsOf(request.raw.session.user.name, request.raw.sessionID)
+    const revoked = await sessionStore.endSessionsOf(request.raw.session.user, request.raw.sessionID)
     fastify.metrics.sessionsRevoked('revoke_others', revoked)
     return { revoked }
   })

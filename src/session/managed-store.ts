@@ -1,16 +1,23 @@
 import type { SessionData, Store } from 'express-session'
+import type { SessionUser } from './session-data.js'
 
 /** A live session as the store holds it. */
 export interface StoredSession {
   id: string
-  data: SessionData
+  /** What the row holds; `{}` when it holds nothing a list can show (it is still listed, and can be ended). */
+  data: Partial<SessionData>
   /** When the store will consider it expired unless it is used again, in ms since the epoch. */
   expiresAt: number
 }
 
-/** What the app needs from a session store beyond express-session's Store interface. */
+/**
+ * What the app needs from a session store beyond express-session's Store interface. Both stores
+ * keep the same contract: `get` returns exactly what `set` was given (their bookkeeping lives
+ * beside the session, see persisted.ts), a session read from the store is only ever updated, never
+ * inserted again, and one comparison on the stored expiry decides what is live everywhere.
+ */
 export interface ManagedStore extends Store {
-  /** Extends a session's stored expiry (lazily: see each store); never rejects. */
+  /** Extends a session's stored expiry (lazily: see lifetime.ts); never inserts, never rejects. */
   touch (sid: string, session: SessionData, callback?: () => void): void
   /** Resolves when the store answers within `deadlineMs`; rejects with StoreUnavailableError otherwise. */
   ping (deadlineMs?: number): Promise<void>
@@ -18,10 +25,10 @@ export interface ManagedStore extends Store {
   cleanupExpired (options?: CleanupOptions): Promise<number>
   /** How many sessions have not expired (what the live-sessions gauge shows). */
   countLive (): Promise<number>
-  /** Every live session of a logged-in user. */
-  sessionsOf (userName: string): Promise<StoredSession[]>
+  /** Every live session of a user, found through the user key the store writes on every save. */
+  sessionsOf (user: SessionUser): Promise<StoredSession[]>
   /** Ends every session of a user except `keepId`; resolves with how many ended. */
-  endSessionsOf (userName: string, keepId?: string): Promise<number>
+  endSessionsOf (user: SessionUser, keepId?: string): Promise<number>
 }
 
 export interface CleanupOptions {
@@ -31,9 +38,30 @@ export interface CleanupOptions {
 
 export type Callback<T> = (error: unknown, value?: T) => void
 
-/** express-session calls stores with callbacks; the stores here are written with promises. */
+/**
+ * A save of a session that came from the store found its row gone: logout or a revocation ended it
+ * while this request ran. Nothing was written, and no cookie must name the ended session.
+ */
+export class SessionEndedError extends Error {
+  override name = 'SessionEndedError'
+  readonly statusCode = 409
+
+  constructor () {
+    super('The session ended while this request ran (logged out or revoked); nothing was saved')
+  }
+}
+
+/**
+ * express-session calls stores with callbacks; the stores here are written with promises. The
+ * callback runs outside the promise chain, as MemoryStore's does: one that throws is an ordinary
+ * exception at its own call, not an unhandled rejection (nor a second call with its own error,
+ * which a `.then(cb).catch(cb)` chain would make).
+ */
 export function settle<T> (work: Promise<T>, callback?: Callback<T>): Promise<T> | undefined {
   if (!callback) return work
-  work.then((value) => callback(null, value), (error: unknown) => callback(error))
+  work.then(
+    (value) => { process.nextTick(callback, null, value) },
+    (error: unknown) => { process.nextTick(callback, error) }
+  )
   return undefined
 }

@@ -1,93 +1,142 @@
 import expressSession, { type SessionData } from 'express-session'
-import { type Callback, type ManagedStore, type StoredSession } from './managed-store.js'
-import { expiresSeconds, markPersisted, persistedExpiry } from './persisted.js'
-import { isPastAbsoluteTimeout } from './timeouts.js'
+import { userKey, userKeyOf } from './identity.js'
+import { isLive, isPastAbsoluteTimeout, isUnchangedSince, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
+import { SessionEndedError, settle, type Callback, type ManagedStore, type StoredSession } from './managed-store.js'
+import { carryPersisted, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
+import type { SessionUser } from './session-data.js'
+import { parseStoredData, sessionShapeProblem } from './stored-data.js'
 
-export interface MemorySessionStoreOptions {
-  maxAgeMs: number
-  absoluteTimeoutMs: number
+/** One session as the MySQL store's row holds it: JSON text, expiry in seconds, user key. */
+interface MemoryRow {
+  data: string
+  expires: number
+  userKey: string | null
 }
 
 /**
- * The development fallback when no database is configured: express-session's MemoryStore, with
- * the MySQL store's rules (a late save cannot resurrect a deleted session, the absolute timeout,
- * listing a user's sessions) and a prune so expired sessions do not pile up (MemoryStore only
- * drops one when it is read).
+ * The development fallback when no database is configured, with the MySQL store's rules and
+ * contract (managed-store.ts): the same expiry, the same user key, no resurrection after logout.
+ * Data is kept as JSON text, so what `get` returns is a copy, as from a database.
  */
-export class MemorySessionStore extends expressSession.MemoryStore implements ManagedStore {
-  constructor (private readonly settings: MemorySessionStoreOptions) {
+export class MemorySessionStore extends expressSession.Store implements ManagedStore {
+  private readonly rows = new Map<string, MemoryRow>()
+
+  constructor (private readonly policy: LifetimePolicy) {
     super()
   }
 
   async ping (): Promise<void> {}
 
-  cleanupExpired (): Promise<number> {
-    const before = this.count()
-    return new Promise((resolve) => {
-      // MemoryStore.all() deletes the expired sessions it walks over.
-      this.all(() => resolve(before - this.count()))
-    })
+  override get (sid: string, callback?: Callback<SessionData | null>) {
+    return settle(this.read(sid), callback)
   }
 
-  override get (sid: string, callback: Callback<SessionData | null>): void {
-    super.get(sid, (error, data) => {
-      if (data && isPastAbsoluteTimeout(data, this.settings.absoluteTimeoutMs)) {
-        this.destroy(sid)
-        callback(null, null)
-        return
-      }
-      callback(error, data)
-    })
+  override set (sid: string, session: SessionData, callback?: Callback<void>) {
+    return settle(this.write(sid, session), callback)
+  }
+
+  override touch (sid: string, session: SessionData, callback?: Callback<void>) {
+    return settle(this.lazyTouch(sid, session), callback)
+  }
+
+  override destroy (sid: string, callback?: Callback<void>) {
+    return settle(Promise.resolve().then(() => { this.rows.delete(sid) }), callback)
+  }
+
+  override all (callback?: Callback<Record<string, SessionData>>) {
+    return settle(this.liveSessions(), callback)
+  }
+
+  override length (callback?: Callback<number>) {
+    return settle(this.countLive(), callback)
+  }
+
+  override clear (callback?: Callback<void>) {
+    return settle(Promise.resolve().then(() => this.rows.clear()), callback)
   }
 
   override createSession (req: Parameters<expressSession.Store['createSession']>[0], data: SessionData) {
     const session = super.createSession(req, data)
-    markPersisted(session, expiresSeconds(data, this.settings.maxAgeMs))
+    carryPersisted(data, session)
     return session
   }
 
-  override set (sid: string, session: SessionData, callback?: Callback<void>): void {
-    const endedMeanwhile = persistedExpiry(session) !== undefined && !(sid in this.sessionsById())
-    if (endedMeanwhile) {
-      callback?.(null)
-      return
+  async cleanupExpired (): Promise<number> {
+    let removed = 0
+    for (const [sid, row] of this.rows) {
+      if (!isLive(row.expires)) {
+        this.rows.delete(sid)
+        removed++
+      }
     }
-    super.set(sid, session, (error?: unknown) => {
-      if (!error) markPersisted(session, expiresSeconds(session, this.settings.maxAgeMs))
-      callback?.(error)
-    })
+    return removed
   }
 
   async countLive (): Promise<number> {
+    let live = 0
+    for (const row of this.rows.values()) if (isLive(row.expires)) live++
+    return live
+  }
+
+  async sessionsOf (user: SessionUser): Promise<StoredSession[]> {
+    const key = userKey(user)
     const now = Date.now()
-    return this.entries().filter(({ expiresAt }) => expiresAt > now).length
-  }
-
-  async sessionsOf (userName: string): Promise<StoredSession[]> {
-    const now = Date.now()
-    return this.entries().filter(({ data, expiresAt }) =>
-      data.user?.name === userName && expiresAt > now && !isPastAbsoluteTimeout(data, this.settings.absoluteTimeoutMs, now))
-  }
-
-  async endSessionsOf (userName: string, keepId?: string): Promise<number> {
-    const ending = this.entries().filter(({ id, data }) => data.user?.name === userName && id !== keepId)
-    for (const { id } of ending) delete this.sessionsById()[id]
-    return ending.length
-  }
-
-  private entries (): StoredSession[] {
-    return Object.entries(this.sessionsById()).map(([id, text]) => {
-      const data = JSON.parse(text) as SessionData
-      return { id, data, expiresAt: expiresSeconds(data, this.settings.maxAgeMs) * 1000 }
+    return [...this.rows].flatMap(([id, row]) => {
+      if (row.userKey !== key || !isLive(row.expires, now)) return []
+      const data = parseStoredData(row.data)
+      const usable = data && sessionShapeProblem(data) === undefined ? data as Partial<SessionData> : {}
+      if (isPastAbsoluteTimeout(usable, this.policy, now)) return []
+      return [{ id, data: usable, expiresAt: row.expires * 1000 }]
     })
   }
 
-  private count (): number {
-    return Object.keys(this.sessionsById()).length
+  async endSessionsOf (user: SessionUser, keepId?: string): Promise<number> {
+    const key = userKey(user)
+    let ended = 0
+    for (const [id, row] of this.rows) {
+      if (row.userKey === key && id !== keepId) {
+        this.rows.delete(id)
+        ended++
+      }
+    }
+    return ended
   }
 
-  // MemoryStore keeps its sessions as JSON strings in a plain object it does not declare in its types.
-  private sessionsById (): Record<string, string> {
-    return (this as unknown as { sessions: Record<string, string> }).sessions
+  private async read (sid: string): Promise<SessionData | null> {
+    const row = this.rows.get(sid)
+    if (!row || !isLive(row.expires)) return null
+    const data = parseStoredData(row.data)
+    if (!data) return null
+    if (isPastAbsoluteTimeout(data, this.policy)) {
+      this.rows.delete(sid)
+      return null
+    }
+    markPersisted(data, sid, row.expires)
+    return data as unknown as SessionData
+  }
+
+  private async write (sid: string, session: SessionData): Promise<void> {
+    if (isUnchangedSince(sid, session, this.policy)) return
+    if (persistedExpiry(session, sid) !== undefined && !this.rows.has(sid)) throw new SessionEndedError()
+    const expires = storedExpiresSeconds(session, this.policy)
+    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: userKeyOf(session) })
+    markPersisted(session, sid, expires, sessionContent(session))
+  }
+
+  private async lazyTouch (sid: string, session: SessionData): Promise<void> {
+    if (!touchIsDue(sid, session, this.policy)) return
+    const row = this.rows.get(sid)
+    if (!row) return
+    row.expires = storedExpiresSeconds(session, this.policy)
+    markPersisted(session, sid, row.expires)
+  }
+
+  private async liveSessions (): Promise<Record<string, SessionData>> {
+    const sessions: Record<string, SessionData> = {}
+    for (const sid of this.rows.keys()) {
+      const data = await this.read(sid)
+      if (data) sessions[sid] = data
+    }
+    return sessions
   }
 }

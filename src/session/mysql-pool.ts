@@ -14,8 +14,8 @@ export const STORE_DEADLINE_MS = 1200
 const LOCK_WAIT_SECONDS = 1
 
 /**
- * The one mysql2 pool the process uses (express-mysql-session is handed it, so its own pinned
- * mysql2 is never loaded). Connect time and the wait queue are bounded so an outage turns into
+ * The one mysql2 pool the process uses (the project's own mysql2: express-mysql-session's pinned,
+ * older one is never loaded by the server). Connect time and the wait queue are bounded so an outage turns into
  * quick errors instead of a growing backlog.
  */
 export function createSessionPool (config: Config): Pool {

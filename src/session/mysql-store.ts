@@ -1,20 +1,19 @@
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import expressSession, { type SessionData } from 'express-session'
-import mysqlStoreFactory from 'express-mysql-session'
 import type { ExecuteValues, Pool as CorePool, PoolConnection as CoreConnection } from 'mysql2'
 import { escapeId, type Pool, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 import type { FastifyBaseLogger } from 'fastify'
-import { touchAfterMs, type Config } from '../config/config.js'
+import { lifetimePolicy, type Config } from '../config/config.js'
 import { createSessionPool } from './mysql-pool.js'
-import { settle, type Callback, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
-import { expiresSeconds, isUnchangedSince, markPersisted, persistedExpiry, sessionContent, touchIsDue } from './persisted.js'
-import { parseStoredSession, sessionFingerprint } from './stored-data.js'
+import { userKey, userKeyOf } from './identity.js'
+import { isLive, isPastAbsoluteTimeout, isUnchangedSince, nowSeconds, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
+import { SessionEndedError, settle, type Callback, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
+import { carryPersisted, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
+import type { SessionUser } from './session-data.js'
+import { parseStoredData, sessionFingerprint, sessionShapeProblem } from './stored-data.js'
 import { withDeadline } from './store-errors.js'
 import { createOrUpgradeTable } from './table.js'
-import { isPastAbsoluteTimeout } from './timeouts.js'
-
-const MySQLStore = mysqlStoreFactory(expressSession)
 
 const CLEANUP_BATCH = 2000
 const CLEANUP_QUERY_TIMEOUT_MS = 30000
@@ -24,11 +23,7 @@ export interface MysqlSessionStoreOptions {
   /** Used for the cleanup lock's name, so instances on other databases do not wait on each other. */
   database: string
   table: string
-  maxAgeMs: number
-  /** Sessions older than this (from creation or login) are refused; 0 turns it off. */
-  absoluteTimeoutMs: number
-  /** An unmodified session's stored expiry is rewritten only once it lags by more than this. */
-  touchAfterMs: number
+  lifetime: LifetimePolicy
   /** No request waits longer than this for the database. */
   deadlineMs: number
   log: FastifyBaseLogger
@@ -45,9 +40,7 @@ export function createMysqlStore (config: Config, options: Pick<MysqlSessionStor
     pool,
     database: config.SESSION_DATABASE as string,
     table: config.SESSION_TABLE,
-    maxAgeMs: config.SESSION_MAX_AGE,
-    absoluteTimeoutMs: config.SESSION_ABSOLUTE_TIMEOUT,
-    touchAfterMs: touchAfterMs(config),
+    lifetime: lifetimePolicy(config),
     ...options
   })
   return { pool, store }
@@ -60,55 +53,60 @@ export function cleanupLockName (database: string, table: string): string {
 
 interface SessionRow extends RowDataPacket {
   session_id: string
-  data: string | null
+  /** Text, or an object when the column is of JSON type (mysql2 parses those). */
+  data: unknown
   expires: number
+  user_key: string | null
 }
 
 /**
- * express-mysql-session's store on the project's own mysql2 pool, with its weak spots replaced:
+ * An express-session store on express-mysql-session's table (its three columns keep their meaning,
+ * so an Express app can share the table), on the project's own mysql2 pool, with what that store
+ * lacks:
  * - every query has a deadline, so an outage is a quick StoreUnavailableError, never a hang;
  * - a save of a session that came from the store only updates, so a slow request finishing after
- *   logout cannot insert the deleted row again (the base class upserts);
- * - touch writes only when the stored expiry lags by more than `touchAfterMs`;
- * - corrupted rows become a fresh session and a warning instead of an exception;
+ *   logout cannot insert the deleted row again (express-mysql-session upserts);
+ * - touch writes only when the stored expiry lags by more than `touchAfterMs`, and never inserts;
+ * - the user column is written from `session.user` on every save, so every session of a user is
+ *   found, whatever else it holds;
+ * - text, BLOB and JSON `data` columns all read back; a row that is no session is a fresh session
+ *   and a warning, and is left for the cleanup, never deleted for its content;
  * - cleanup deletes in batches through the `expires` index, one instance at a time, and never
  *   throws into a timer.
  * The table is created or upgraded on first use, so a database that is down at start is picked up
  * when it comes back.
  */
-export class MysqlSessionStore extends MySQLStore implements ManagedStore {
+export class MysqlSessionStore extends expressSession.Store implements ManagedStore {
   private readonly pool: Pool
   private readonly log: FastifyBaseLogger
   private readonly settings: MysqlSessionStoreOptions
-  private readonly sql: Record<'select' | 'upsert' | 'update' | 'touch' | 'destroy' | 'cleanup' | 'ofUser' | 'endOfUser' | 'countLive', string>
+  private readonly sql: Record<'select' | 'upsert' | 'update' | 'touch' | 'destroy' | 'setUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
   private readonly cleanupLock: string
   private schemaReady: Promise<void> | undefined
 
   constructor (settings: MysqlSessionStoreOptions) {
-    super({
-      clearExpired: false,
-      createDatabaseTable: false,
-      endConnectionOnClose: false,
-      expiration: settings.maxAgeMs,
-      schema: { tableName: settings.table }
-    }, settings.pool)
+    super()
     this.pool = settings.pool
     this.log = settings.log
     this.settings = settings
     const table = escapeId(settings.table)
+    // Every "is it live" is `expires > nowSeconds()`, the comparison isLive() makes for a read.
     this.sql = {
-      select: `SELECT data, expires FROM ${table} WHERE session_id = ?`,
-      upsert: `INSERT INTO ${table} (session_id, expires, data) VALUES (?, ?, ?)
-               ON DUPLICATE KEY UPDATE expires = VALUES(expires), data = VALUES(data)`,
-      update: `UPDATE ${table} SET expires = ?, data = ? WHERE session_id = ?`,
+      select: `SELECT data, expires, user_key FROM ${table} WHERE session_id = ?`,
+      upsert: `INSERT INTO ${table} (session_id, expires, data, user_key) VALUES (?, ?, ?, ?)
+               ON DUPLICATE KEY UPDATE expires = VALUES(expires), data = VALUES(data), user_key = VALUES(user_key)`,
+      update: `UPDATE ${table} SET expires = ?, data = ?, user_key = ? WHERE session_id = ?`,
       touch: `UPDATE ${table} SET expires = ? WHERE session_id = ?`,
       destroy: `DELETE FROM ${table} WHERE session_id = ?`,
-      cleanup: `DELETE FROM ${table} WHERE expires < ? LIMIT ${CLEANUP_BATCH}`,
-      // Both through idx_user_name.
-      ofUser: `SELECT session_id, data, expires FROM ${table} WHERE user_name = ? AND expires > ?`,
-      endOfUser: `DELETE FROM ${table} WHERE user_name = ? AND session_id <> ?`,
+      setUserKey: `UPDATE ${table} SET user_key = ? WHERE session_id = ?`,
+      cleanup: `DELETE FROM ${table} WHERE expires <= ? LIMIT ${CLEANUP_BATCH}`,
+      live: `SELECT session_id, data, expires FROM ${table} WHERE expires > ?`,
+      // Both through idx_user_key.
+      ofUser: `SELECT session_id, data, expires FROM ${table} WHERE user_key = ? AND expires > ?`,
+      endOfUser: `DELETE FROM ${table} WHERE user_key = ? AND session_id <> ?`,
       // A range over idx_expires.
-      countLive: `SELECT COUNT(*) AS n FROM ${table} WHERE expires > ?`
+      countLive: `SELECT COUNT(*) AS n FROM ${table} WHERE expires > ?`,
+      clear: `DELETE FROM ${table}`
     }
     this.cleanupLock = cleanupLockName(settings.database, settings.table)
   }
@@ -145,17 +143,25 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
     return settle(this.remove(sid), callback)
   }
 
-  /** Keeps the stored expiry that `read` found on the Session express-session builds from it. */
-  override createSession (req: Parameters<expressSession.Store['createSession']>[0], data: SessionData) {
-    const session = super.createSession(req, data)
-    const stored = persistedExpiry(data)
-    if (stored !== undefined) markPersisted(session, stored)
-    return session
+  /** Every live session by id (express-session's `all`), as `get` would return each. */
+  override all (callback?: Callback<Record<string, SessionData>>) {
+    return settle(this.liveSessions(), callback)
   }
 
-  /** Used by the base class's `length`, `all` and `clear`: give them the same deadline. */
-  override query (sql: string, params?: unknown[]): Promise<[unknown, unknown]> {
-    return this.run('query', (connection) => statement(connection, 'query', sql, params))
+  /** How many sessions are live: the same rows `all` returns (without those it cannot parse). */
+  override length (callback?: Callback<number>) {
+    return settle(this.countLive(), callback)
+  }
+
+  override clear (callback?: Callback<void>) {
+    return settle(this.run('clear', async (connection) => { await statement(connection, 'query', this.sql.clear) }), callback)
+  }
+
+  /** Keeps what `read` knows of the data on the Session express-session builds from it. */
+  override createSession (req: Parameters<expressSession.Store['createSession']>[0], data: SessionData) {
+    const session = super.createSession(req, data)
+    carryPersisted(data, session)
+    return session
   }
 
   async cleanupExpired (options: CleanupOptions = {}): Promise<number> {
@@ -180,7 +186,7 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
             await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
             return await connection.query<ResultSetHeader>({
               sql: this.sql.cleanup,
-              values: [Math.floor(Date.now() / 1000)],
+              values: [nowSeconds()],
               timeout: CLEANUP_QUERY_TIMEOUT_MS
             })
           })
@@ -200,47 +206,75 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
     }
   }
 
-  /** Rows that have not expired (the absolute timeout is not applied: that needs each row's data). */
   async countLive (): Promise<number> {
-    const [rows] = await this.run('count', (connection) => statement<RowDataPacket[]>(connection, 'execute', this.sql.countLive, [Math.floor(Date.now() / 1000)]))
+    const [rows] = await this.run('count', (connection) => statement<RowDataPacket[]>(connection, 'execute', this.sql.countLive, [nowSeconds()]))
     return Number(rows[0]?.n)
   }
 
-  async sessionsOf (userName: string): Promise<StoredSession[]> {
+  async sessionsOf (user: SessionUser): Promise<StoredSession[]> {
     const now = Date.now()
     // On the connection run() holds: taking a second one from the pool while holding the first
     // deadlocks the pool once ten of these run at once.
-    const [rows] = await this.run('list', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.ofUser, [userName, Math.floor(now / 1000)]))
+    const [rows] = await this.run('list', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.ofUser, [userKey(user), nowSeconds(now)]))
     return rows.flatMap((row) => {
-      const data = parseStoredSession(row.data)
-      if (!data || isPastAbsoluteTimeout(data, this.settings.absoluteTimeoutMs, now)) return []
-      return [{ id: row.session_id, data, expiresAt: row.expires * 1000 }]
+      const data = parseStoredData(row.data)
+      // The key says whose it is: a row whose data cannot be shown is still listed, so it can be ended.
+      const usable = data && sessionShapeProblem(data) === undefined ? data as Partial<SessionData> : {}
+      if (isPastAbsoluteTimeout(usable, this.settings.lifetime, now)) return []
+      return [{ id: row.session_id, data: usable, expiresAt: row.expires * 1000 }]
     })
   }
 
-  async endSessionsOf (userName: string, keepId = ''): Promise<number> {
-    const [result] = await this.run('end sessions', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.endOfUser, [userName, keepId]))
+  async endSessionsOf (user: SessionUser, keepId = ''): Promise<number> {
+    const [result] = await this.run('end sessions', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.endOfUser, [userKey(user), keepId]))
     return result.affectedRows
   }
 
+  /**
+   * What `set` stored, exactly: any JSON object (express-session's own sessions, or a caller's plain
+   * data). Whether it can serve as this project's session is for the caller to check (the bridge
+   * does, with sessionShapeProblem).
+   */
   private async read (sid: string): Promise<SessionData | null> {
     const [rows] = await this.run('read', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.select, [sid]))
     const row = rows[0]
     // Both timeouts come from stored values, whatever the client's cookie claims: the idle one
     // is the row's expiry, the absolute one counts from the stored creation (login) time.
-    if (!row || row.expires * 1000 <= Date.now()) return null
-    const data = parseStoredSession(row.data)
+    if (!row || !isLive(row.expires)) return null
+    const data = parseStoredData(row.data)
     if (!data) {
-      this.log.warn({ session: sessionFingerprint(sid) }, 'discarded a corrupted session row; the client gets a fresh session')
+      // Left for the cleanup: a row this process cannot read may be one another app can (a migration).
+      this.log.warn({ session: sessionFingerprint(sid) }, 'a session row holds no readable JSON object; the client gets a fresh session')
+      return null
+    }
+    if (isPastAbsoluteTimeout(data, this.settings.lifetime)) {
       this.forget(sid)
       return null
     }
-    if (isPastAbsoluteTimeout(data, this.settings.absoluteTimeoutMs)) {
-      this.forget(sid)
-      return null
+    const key = userKeyOf(data)
+    if (key !== row.user_key) await this.repairUserKey(sid, key)
+    markPersisted(data, sid, row.expires)
+    return data as unknown as SessionData
+  }
+
+  /**
+   * A row whose user_key does not match its user was written by something other than this store
+   * (an Express app on the same table, a hand edit): key it now, so its user's list and revocations
+   * find it. Costs a query only for such rows.
+   */
+  private async repairUserKey (sid: string, key: string | null): Promise<void> {
+    await this.run('repair user key', (connection) => statement(connection, 'execute', this.sql.setUserKey, [key, sid]))
+  }
+
+  private async liveSessions (): Promise<Record<string, SessionData>> {
+    const now = Date.now()
+    const [rows] = await this.run('all', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.live, [nowSeconds(now)]))
+    const sessions: Record<string, SessionData> = {}
+    for (const row of rows) {
+      const data = parseStoredData(row.data)
+      if (data && !isPastAbsoluteTimeout(data, this.settings.lifetime, now)) sessions[row.session_id] = data as unknown as SessionData
     }
-    markPersisted(data, row.expires)
-    return data
+    return sessions
   }
 
   /** Deletes a row this request will not use; if that fails, the cleanup job removes it later. */
@@ -249,28 +283,32 @@ export class MysqlSessionStore extends MySQLStore implements ManagedStore {
   }
 
   private async write (sid: string, session: SessionData): Promise<void> {
-    if (isUnchangedSince(session, this.settings.maxAgeMs, this.settings.touchAfterMs)) return
-    const expires = expiresSeconds(session, this.settings.maxAgeMs)
+    const policy = this.settings.lifetime
+    if (isUnchangedSince(sid, session, policy)) return
+    const expires = storedExpiresSeconds(session, policy)
     const data = JSON.stringify(session)
-    if (persistedExpiry(session) === undefined) {
-      await this.run('insert', (connection) => statement(connection, 'execute', this.sql.upsert, [sid, expires, data]))
+    const key = userKeyOf(session)
+    if (persistedExpiry(session, sid) === undefined) {
+      await this.run('insert', (connection) => statement(connection, 'execute', this.sql.upsert, [sid, expires, data, key]))
     } else {
-      const [result] = await this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.update, [expires, data, sid]))
+      const [result] = await this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.update, [expires, data, key, sid]))
       if (result.affectedRows === 0) {
         this.log.info({ session: sessionFingerprint(sid) }, 'session ended while this request ran; not writing it back')
-        return
+        throw new SessionEndedError()
       }
     }
-    markPersisted(session, expires, sessionContent(session))
+    markPersisted(session, sid, expires, sessionContent(session))
   }
 
   /** Best effort: it runs after the response is on its way, so a failure is logged, not thrown. */
   private async lazyTouch (sid: string, session: SessionData): Promise<void> {
-    if (!touchIsDue(session, this.settings.maxAgeMs, this.settings.touchAfterMs)) return
-    const expires = expiresSeconds(session, this.settings.maxAgeMs)
+    const policy = this.settings.lifetime
+    if (!touchIsDue(sid, session, policy)) return
+    const expires = storedExpiresSeconds(session, policy)
     try {
-      await this.run('touch', (connection) => statement(connection, 'execute', this.sql.touch, [expires, sid]))
-      markPersisted(session, expires)
+      const [result] = await this.run('touch', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.touch, [expires, sid]))
+      // Only a row that exists is now known to the store: touching one never stored creates nothing.
+      if (result.affectedRows > 0) markPersisted(session, sid, expires)
     } catch (error) {
       this.log.warn({ err: error }, 'could not extend a session expiry')
     }

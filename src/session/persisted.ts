@@ -1,21 +1,49 @@
-import type { SessionData } from 'express-session'
-
-// A session object that came out of the store, or was written to it in this request, carries the
-// expiry (in seconds) that the store holds for it. That tells a save whether the row may be
+// What a store knows about a session object it read or wrote in this request: the expiry (in
+// seconds) it holds for it, and the content it last wrote. That tells a save whether the row may be
 // inserted (a session the store has never seen) or only updated (so a late request cannot
-// resurrect a session that logout deleted meanwhile), and tells touch how far the row lags.
-const STORED_EXPIRES = Symbol('stored expires (s)')
-// The content (all but the cookie) this process last wrote for it, when it wrote it in this request:
-// lets the store skip a save that changes nothing (express-session saves a session regenerated at
-// login a second time, its cookie's expiry a few milliseconds later).
-const WRITTEN_CONTENT = Symbol('written content')
+// resurrect a session that logout deleted meanwhile), tells touch how far the row lags, and lets
+// a save that changes nothing be skipped (express-session saves a session regenerated at login a
+// second time, its cookie's expiry a few milliseconds later).
+//
+// Kept beside the session, never on it: a route may spread, assign, clone or JSON-round-trip a
+// session (`const data = { ...req.session }` before `regenerate`), and a copy must not pass for a
+// stored session. Each entry names its session id: one data object saved under two ids (a
+// caller's plain object, a copy across regenerate) is new to the store under the second.
+interface Bookkeeping {
+  sid: string
+  storedExpires: number
+  writtenContent?: string
+}
 
-type Marked = { [STORED_EXPIRES]?: number, [WRITTEN_CONTENT]?: string }
+const bookkeeping = new WeakMap<object, Bookkeeping>()
 
 /** Records what the store holds for this session; `content` when the store just wrote it. */
-export function markPersisted (session: object, expiresSeconds: number, content?: string): void {
-  (session as Marked)[STORED_EXPIRES] = expiresSeconds
-  if (content !== undefined) (session as Marked)[WRITTEN_CONTENT] = content
+export function markPersisted (session: object, sid: string, expiresSeconds: number, content?: string): void {
+  const entry = bookkeeping.get(session)
+  if (entry?.sid === sid) {
+    entry.storedExpires = expiresSeconds
+    if (content !== undefined) entry.writtenContent = content
+  } else {
+    bookkeeping.set(session, { sid, storedExpires: expiresSeconds, writtenContent: content })
+  }
+}
+
+/** Moves what is known of the data a store read onto the Session object express-session built from it. */
+export function carryPersisted (from: object, to: object): void {
+  const entry = bookkeeping.get(from)
+  if (entry) bookkeeping.set(to, { ...entry })
+}
+
+/** The stored expiry in seconds, or undefined for a session the store has not seen under this id. */
+export function persistedExpiry (session: object, sid: string): number | undefined {
+  const entry = bookkeeping.get(session)
+  return entry?.sid === sid ? entry.storedExpires : undefined
+}
+
+/** The content this process last wrote for the session under this id in this request, if it wrote it. */
+export function writtenContent (session: object, sid: string): string | undefined {
+  const entry = bookkeeping.get(session)
+  return entry?.sid === sid ? entry.writtenContent : undefined
 }
 
 /** What express-session itself compares to decide a session was modified: everything but the cookie. */
@@ -23,34 +51,4 @@ export function sessionContent (session: object): string {
   return JSON.stringify(session, function (this: unknown, key, value: unknown) {
     return this === session && key === 'cookie' ? undefined : value
   })
-}
-
-/**
- * Whether a save would change nothing the store cares about: it wrote this very content in this
- * request, and the expiry has not moved by enough for a touch.
- */
-export function isUnchangedSince (session: SessionData, maxAgeMs: number, touchAfterMs: number): boolean {
-  const written = (session as Marked)[WRITTEN_CONTENT]
-  return written !== undefined && written === sessionContent(session) && !touchIsDue(session, maxAgeMs, touchAfterMs)
-}
-
-/** The stored expiry in seconds, or undefined for a session the store has not seen. */
-export function persistedExpiry (session: object): number | undefined {
-  return (session as Marked)[STORED_EXPIRES]
-}
-
-/** The expiry a save or touch should store, in whole seconds. */
-export function expiresSeconds (session: SessionData, fallbackMs: number): number {
-  const expires = session.cookie?.expires
-  const ms = expires ? new Date(expires).getTime() : Date.now() + fallbackMs
-  return Math.round(ms / 1000)
-}
-
-/**
- * Whether an unchanged session's stored expiry lags far enough behind its new one to be rewritten:
- * writing on every request would cost a query each (lazy touch).
- */
-export function touchIsDue (session: SessionData, maxAgeMs: number, touchAfterMs: number): boolean {
-  const stored = persistedExpiry(session)
-  return stored === undefined || (expiresSeconds(session, maxAgeMs) - stored) * 1000 >= touchAfterMs
 }

@@ -15,8 +15,11 @@ declare module 'express-session' {
   }
 }
 
+/** Who is logged in: `name` to show; `iss` and `sub` for a provider's users (local users have neither). */
 export interface SessionUser {
   name: string
+  iss?: string
+  sub?: string
 }
 
 /** The session as routes see it: express-session's object with this project's fields. */

@@ -1,15 +1,27 @@
 import { createHash } from 'node:crypto'
 import type { SessionData } from 'express-session'
+import { isSessionUser } from './identity.js'
+
+type JsonObject = Record<string, unknown>
+
+// Dates beyond this are Invalid Date (ECMAScript's time range); toISOString() would throw on them.
+const MAX_TIME_MS = 8.64e15
 
 /**
- * Parses a row's `data` column. Anything express-session could choke on or be polluted by (not
- * JSON, not an object, no cookie, `__proto__` or `constructor.prototype` keys that copying could turn
- * into prototype pollution) is refused with `undefined`, so the client gets a fresh session instead
- * of a 5xx. The rule is the one Fastify's body parser applies (secure-json-parse), so a state a
- * client was allowed to store (`{"constructor":"x"}`, say) is always read back.
+ * Reads a row's `data` column: text (express-mysql-session's default), a Buffer (a BLOB column), or
+ * an object (a JSON column, which mysql2 parses). Returns the object it holds, or `undefined` when it
+ * holds none or holds `__proto__` or `constructor.prototype` keys that copying could turn into
+ * prototype pollution. The rule is the one Fastify's body parser applies (secure-json-parse), so a
+ * state a client was allowed to store (`{"constructor":"x"}`, say) is always read back.
  */
-export function parseStoredSession (text: unknown): SessionData | undefined {
-  if (typeof text !== 'string') return undefined
+export function parseStoredData (raw: unknown): JsonObject | undefined {
+  if (Buffer.isBuffer(raw)) return parseText(raw.toString('utf8'))
+  if (typeof raw === 'string') return parseText(raw)
+  if (isPlainObject(raw) && !hasDangerousKeys(raw)) return raw
+  return undefined
+}
+
+function parseText (text: string): JsonObject | undefined {
   let polluted = false
   let value: unknown
   try {
@@ -17,26 +29,75 @@ export function parseStoredSession (text: unknown): SessionData | undefined {
     // (directly or through a \u escape) needs one.
     value = mayHideDangerousKeys(text)
       ? JSON.parse(text, (key, inner: unknown) => {
-        if (key === '__proto__' || (key === 'constructor' && isPlainObject(inner) && Object.hasOwn(inner, 'prototype'))) polluted = true
+        if (isDangerousKey(key, inner)) polluted = true
         return inner
       })
       : JSON.parse(text)
   } catch {
     return undefined
   }
-  if (polluted || !isPlainObject(value)) return undefined
-  const cookie = value.cookie
-  if (!isPlainObject(cookie)) return undefined
-  if (cookie.expires !== undefined && cookie.expires !== null && Number.isNaN(new Date(cookie.expires as string).getTime())) return undefined
-  return value as unknown as SessionData
+  return !polluted && isPlainObject(value) ? value : undefined
 }
 
 function mayHideDangerousKeys (text: string): boolean {
   return text.includes('__proto__') || text.includes('constructor') || text.includes('\\u')
 }
 
-function isPlainObject (value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
+function isDangerousKey (key: string, value: unknown): boolean {
+  return key === '__proto__' || (key === 'constructor' && isPlainObject(value) && Object.hasOwn(value, 'prototype'))
+}
+
+/** The same rule for an object mysql2 already parsed; walked without recursion, so no depth can overflow it. */
+function hasDangerousKeys (root: JsonObject): boolean {
+  const pending: unknown[] = [root]
+  while (pending.length > 0) {
+    const value = pending.pop()
+    if (typeof value !== 'object' || value === null) continue
+    for (const [key, inner] of Object.entries(value)) {
+      if (isDangerousKey(key, inner)) return true
+      pending.push(inner)
+    }
+  }
+  return false
+}
+
+/**
+ * What is wrong with stored data for express-session and this project's routes to use it as a
+ * session, or undefined when nothing is. Every field the code relies on is checked; cookie
+ * attributes other than the expiry are not, because they always come from the configuration.
+ * A consumer's own fields are theirs to check.
+ */
+export function sessionShapeProblem (data: JsonObject): string | undefined {
+  const cookie = data.cookie
+  if (!isPlainObject(cookie)) return 'no cookie object'
+  if (cookie.expires !== undefined && cookie.expires !== null && !isTime(cookie.expires)) return 'cookie.expires is not a date'
+  if (cookie.originalMaxAge !== undefined && cookie.originalMaxAge !== null && !isDuration(cookie.originalMaxAge)) return 'cookie.originalMaxAge is not a duration'
+  if (data.createdAt !== undefined && !isTimeNumber(data.createdAt)) return 'createdAt is not a time in ms'
+  if (data.user !== undefined && !isSessionUser(data.user)) return 'user is not { name }'
+  if (data.userAgent !== undefined && typeof data.userAgent !== 'string') return 'userAgent is not a string'
+  if (data.ip !== undefined && typeof data.ip !== 'string') return 'ip is not a string'
+  return undefined
+}
+
+/** Stored data that `sessionShapeProblem` accepted. */
+export function asSessionData (data: JsonObject): SessionData {
+  return data as unknown as SessionData
+}
+
+function isTimeNumber (value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value) && Math.abs(value) <= MAX_TIME_MS
+}
+
+function isTime (value: unknown): boolean {
+  return (typeof value === 'string' || typeof value === 'number') && isTimeNumber(new Date(value).getTime())
+}
+
+function isDuration (value: unknown): boolean {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0 && value <= MAX_TIME_MS
+}
+
+export function isPlainObject (value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !Buffer.isBuffer(value)
 }
 
 /** A short, non-reversible name for a session in logs: never log the id itself. */

@@ -18,12 +18,14 @@ export function summarizeSessions (sessions: StoredSession[], config: Config, cu
   return sessions
     .map(({ id, data, expiresAt }) => {
       const current = id === currentId
+      const createdAt = data.createdAt ?? now
       return {
         id: sessionHandle(config.SESSION_SECRET as string, id),
         current,
-        createdAt: new Date(data.createdAt ?? now).toISOString(),
-        // The store keeps the expiry, one idle timeout after the last use it recorded.
-        lastSeenAt: new Date(current ? now : Math.min(now, expiresAt - config.SESSION_MAX_AGE)).toISOString(),
+        createdAt: new Date(createdAt).toISOString(),
+        // The store keeps the expiry, one idle timeout after the last use it recorded (or earlier,
+        // capped by the absolute timeout: then the creation time is the best it knows).
+        lastSeenAt: new Date(current ? now : Math.min(now, Math.max(createdAt, expiresAt - config.SESSION_MAX_AGE))).toISOString(),
         userAgent: data.userAgent ?? null,
         ip: data.ip ?? null
       }

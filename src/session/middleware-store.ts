@@ -1,0 +1,88 @@
+import type { IncomingMessage } from 'node:http'
+import type { Cookie, SessionData, Store } from 'express-session'
+import type { FastifyBaseLogger } from 'fastify'
+import type { ManagedStore } from './managed-store.js'
+import { sessionFingerprint, sessionShapeProblem } from './stored-data.js'
+
+/** The cookie attributes the configuration sets: the only source of them, for new and stored sessions alike. */
+export interface CookiePolicy {
+  secure: boolean | 'auto'
+  sameSite: 'lax' | 'strict' | 'none'
+  maxAgeMs: number
+}
+
+type CookieAttributes = Cookie & { domain?: string, partitioned?: boolean, priority?: string }
+
+// Sessions whose stored cookie attributes differed from the configuration's: their browser still
+// holds the old ones until the cookie is sent again, so the bridge sends it at once.
+const outdatedCookies = new WeakSet<object>()
+
+export function hasOutdatedCookie (session: object): boolean {
+  return outdatedCookies.has(session)
+}
+
+/**
+ * Sets every cookie attribute from the policy. `secure: 'auto'` follows the request, and never
+ * downgrades a cookie that was Secure (it is then not sent over plain HTTP at all). SameSite=None
+ * needs Secure (browsers drop the cookie otherwise), so without it, Lax. Returns whether anything
+ * changed.
+ */
+export function applyCookiePolicy (cookie: Cookie, policy: CookiePolicy, https: boolean): boolean {
+  const target = cookie as CookieAttributes
+  const secure = policy.secure === 'auto' ? https || target.secure === true : policy.secure
+  const sameSite = policy.sameSite === 'none' && !secure ? 'lax' : policy.sameSite
+  const changed = target.path !== '/' || target.httpOnly !== true || target.secure !== secure ||
+    target.sameSite !== sameSite || target.originalMaxAge !== policy.maxAgeMs ||
+    target.domain !== undefined || target.partitioned !== undefined || target.priority !== undefined
+  target.path = '/'
+  target.httpOnly = true
+  target.secure = secure
+  target.sameSite = sameSite
+  // The stored expiry stands until the next touch, which counts from the configured idle timeout.
+  target.originalMaxAge = policy.maxAgeMs
+  delete target.domain
+  delete target.partitioned
+  delete target.priority
+  return changed
+}
+
+/** Whether express-session's request is over HTTPS, as Express decides it (per TRUST_PROXY). */
+export function isHttps (req: IncomingMessage): boolean {
+  return (req as IncomingMessage & { protocol?: string }).protocol === 'https'
+}
+
+/**
+ * The store as express-session sees it. Differences from the store itself:
+ * - `get` hands express-session only data it can use as a session: a row of the wrong shape
+ *   (`"user":"ann"`, a createdAt of 1e300...) is a fresh session and one warning, not a 5xx on
+ *   every request that carries its cookie;
+ * - a session read from the store gets its cookie attributes from the configuration, never from
+ *   the row (an edited row cannot add `Domain` or drop `HttpOnly`; a tightened setting reaches
+ *   existing sessions);
+ * - no `touch`: express-session touches every unchanged session itself, and to do it, holds back
+ *   the last byte of every response until the store calls back (its "split response"). The bridge
+ *   touches instead, without making the answer wait.
+ */
+export function middlewareStore (store: ManagedStore, cookie: CookiePolicy, log: FastifyBaseLogger): Store {
+  return Object.create(store, {
+    touch: { value: undefined },
+    get: {
+      value (sid: string, callback: (error: unknown, session?: SessionData | null) => void) {
+        store.get(sid, (error, data) => {
+          if (error || !data) return callback(error, data)
+          const problem = sessionShapeProblem(data as unknown as Record<string, unknown>)
+          if (problem === undefined) return callback(null, data)
+          log.warn({ session: sessionFingerprint(sid), problem }, 'a stored session has the wrong shape; the client gets a fresh session')
+          callback(null, null)
+        })
+      }
+    },
+    createSession: {
+      value (req: IncomingMessage & { session?: unknown }, data: SessionData) {
+        const session = store.createSession(req as never, data)
+        if (applyCookiePolicy(session.cookie, cookie, isHttps(req))) outdatedCookies.add(session)
+        return session
+      }
+    }
+  }) as Store
+}
