@@ -1,0 +1,83 @@
+import { promisify } from 'node:util'
+import type { FastifyInstance } from 'fastify'
+import type { RowDataPacket } from 'mysql2/promise'
+import t from 'tap'
+import { Client, build, createTestDatabase, listen } from './helper.js'
+
+// What people write in their own routes with express-session, registered through
+// `buildApp({ sessionRoutes })`, on both stores. The store's bookkeeping must never get in the way
+// of copying a session around.
+
+async function consumerRoutes (scope: FastifyInstance) {
+  // The everyday login idiom: keep what the anonymous session held, regenerate, put it back.
+  scope.post<{ Body: { name: string } }>('/my/login', async (request) => {
+    const session = request.raw.session!
+    const kept = { ...session }
+    await promisify(session.regenerate.bind(session))()
+    Object.assign(request.raw.session!, kept, { user: { name: request.body.name } })
+    return { ok: true }
+  })
+  // The same with a JSON round trip (what people do to drop the prototype).
+  scope.post('/my/login-json', async (request) => {
+    const session = request.raw.session!
+    const { cookie: _cookie, ...kept } = JSON.parse(JSON.stringify(session)) as Record<string, unknown>
+    await promisify(session.regenerate.bind(session))()
+    Object.assign(request.raw.session!, kept, { user: { name: 'json' } })
+    return { ok: true }
+  })
+  scope.post('/my/cart', async (request) => {
+    const session = request.raw.session! as typeof request.raw.session & { cart?: number[] }
+    session.cart = [...(session.cart ?? []), session.cart?.length ?? 0]
+    return { cart: session.cart }
+  })
+  scope.get('/my/whoami', async (request) => {
+    const session = request.raw.session! as typeof request.raw.session & { cart?: number[] }
+    return { user: session.user ?? null, cart: session.cart ?? null }
+  })
+  // reload() and an explicit save() inside a route.
+  scope.post('/my/reload-and-save', async (request) => {
+    const session = request.raw.session!
+    await promisify(session.reload.bind(session))()
+    const reloaded = request.raw.session! as typeof request.raw.session & { saves?: number }
+    reloaded.saves = (reloaded.saves ?? 0) + 1
+    await promisify(reloaded.save.bind(reloaded))()
+    return { saves: reloaded.saves }
+  })
+}
+
+for (const store of ['mysql', 'memory'] as const) {
+  t.test(`${store}: a consumer's login route copying the session across regenerate() stores the new session`, async (t) => {
+    const db = store === 'mysql' ? await createTestDatabase(t) : undefined
+    const app = await build(t, db?.env ?? { SESSION_HOST: undefined }, { sessionRoutes: consumerRoutes })
+    const base = await listen(app)
+    for (const path of ['/my/login', '/my/login-json']) {
+      const client = new Client(base)
+      t.same((await client.request('/my/cart', { method: 'POST', body: {} })).json(), { cart: [0] })
+      const anonymous = client.cookie
+      const login = await client.request(path, { method: 'POST', body: { name: 'ann' } })
+      t.equal(login.status, 200, `${path}: 200`)
+      t.not(client.cookie, anonymous, `${path}: a new session id`)
+      const me = (await client.request('/my/whoami')).json()
+      t.same(me.cart, [0], `${path}: the copied data is there on the next request`)
+      t.ok(me.user, `${path}: so is the user`)
+      // And the old id is gone.
+      const old = new Client(base)
+      old.cookie = anonymous
+      t.same((await old.request('/my/whoami')).json(), { user: null, cart: null }, `${path}: the anonymous session is gone`)
+    }
+    if (db) {
+      const [rows] = await db.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM sessions WHERE user_key IS NOT NULL')
+      t.equal(Number(rows[0]?.n), 2, 'both rows are keyed to their user')
+    }
+  })
+
+  t.test(`${store}: reload() and save() inside a route`, async (t) => {
+    const db = store === 'mysql' ? await createTestDatabase(t) : undefined
+    const app = await build(t, db?.env ?? { SESSION_HOST: undefined }, { sessionRoutes: consumerRoutes })
+    const client = new Client(await listen(app))
+    await client.request('/my/cart', { method: 'POST', body: {} })
+    t.same((await client.request('/my/reload-and-save', { method: 'POST', body: {} })).json(), { saves: 1 })
+    t.same((await client.request('/my/reload-and-save', { method: 'POST', body: {} })).json(), { saves: 2 })
+    t.same((await client.request('/my/whoami')).json().cart, [0])
+  })
+}
