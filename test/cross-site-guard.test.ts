@@ -25,6 +25,23 @@ t.test('a state-changing request from an unlisted origin is refused before the s
   t.equal(await countRows(db), 1)
 })
 
+t.test('a foreign page\'s logout form is refused whatever it sends, Origin: null included', async (t) => {
+  // The client sends its cookie along, as a browser does for a SameSite=None cookie on a cross-site
+  // form POST (which needs no preflight).
+  const { client, db } = await serve(t, { AUTH_USERS_FILE: writeUsersFile(t, users) })
+  t.equal((await loginAs(client, 'ann', users.ann)).status, 200)
+  // A sandboxed frame's form sends `Origin: null`.
+  for (const origin of ['https://evil.example', 'null']) {
+    for (const [type, body] of [['application/x-www-form-urlencoded', 'a=1'], ['text/plain', 'a=1'], ['multipart/form-data; boundary=x', '--x--\r\n']]) {
+      const res = await client.request('/session/logout', { method: 'POST', body, headers: { origin, 'content-type': type } })
+      t.equal(res.status, 403, `${origin}, ${type}`)
+      t.notOk(res.headers['set-cookie'], 'the cookie is not cleared')
+    }
+  }
+  t.equal((await client.request('/session')).json().authenticated, true, 'still logged in')
+  t.equal(await countRows(db), 1, 'the session row is still there')
+})
+
 t.test('same origin, a listed origin, no Origin at all, and reads are let through', async (t) => {
   const { client, base } = await serve(t, { AUTH_USERS_FILE: writeUsersFile(t, users), CORS_ORIGINS: frontend })
   t.equal((await loginAs(client, 'ann', users.ann, { origin: base })).status, 200, 'the page itself')

@@ -103,6 +103,11 @@ export interface RequestOptions {
   body?: unknown
   /** A keep-alive agent for many requests in a row; by default each request has its own socket. */
   agent?: Agent
+  /**
+   * The request target exactly as sent, in place of the URL's path: parsing a URL would resolve
+   * `.` and `..`, turn `\` into `/` and so on, before the server could see them.
+   */
+  target?: string
 }
 
 /**
@@ -120,7 +125,8 @@ export function httpRequest (url: string, options: RequestOptions = {}): Promise
     headers['content-length'] ??= String(Buffer.byteLength(payload))
   }
   return new Promise((resolve, reject) => {
-    const req = sendRequest(url, { method: options.method ?? 'GET', headers, agent: options.agent ?? false }, (res) => {
+    const target = options.target === undefined ? {} : { path: options.target }
+    const req = sendRequest(url, { method: options.method ?? 'GET', headers, agent: options.agent ?? false, ...target }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => { text += chunk })

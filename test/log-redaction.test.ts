@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto'
 import { pino } from 'pino'
 import t from 'tap'
 import { loggerOptions } from '../src/logger.js'
-import { Client, baseEnv, build, httpRequest, listen, privateDatabase } from './helper.js'
+import { scrubDatabaseError } from '../src/session/store-errors.js'
+import { Client, baseEnv, build, createTestDatabase, httpRequest, listen, privateDatabase } from './helper.js'
 import { captureLog } from './support/log-capture.js'
 import { MARIADBD } from './support/private-mariadb.js'
 import { sessionIdOf, signedCookie } from './support/signed-cookie.js'
@@ -79,4 +80,34 @@ t.test('the redact paths catch headers, Set-Cookie, passwords and err.sql wherev
   }, 'everything at once')
   t.notMatch(lines.join(''), /secret/)
   t.match(JSON.parse(lines.join('')), { req: { headers: { cookie: '[redacted]', authorization: '[redacted]' } }, err: { message: 'boom', sql: '[redacted]' } })
+})
+
+t.test('a logged 503 shows where the store failed, not where its error was scrubbed', async (t) => {
+  const db = await createTestDatabase(t)
+  const log = captureLog()
+  const client = new Client(await listen(await build(t, { ...db.env, LOG_LEVEL: 'warn' }, { logger: log.logger })))
+  await client.request('/session')
+  await db.pool.query('RENAME TABLE sessions TO sessions_away')
+  t.equal((await client.request('/session')).status, 503)
+
+  const failure = log.entries().find((entry) => entry.msg === 'request failed')
+  const stack = String((failure?.err as { stack?: unknown } | undefined)?.stack)
+  t.notMatch(stack, /scrubDatabaseError/, 'no frame of the scrubber')
+  t.match(stack, /^StoreUnavailableError: session store unavailable \(read\)\n(\s+at .*\n)*\s+at async MysqlSessionStore\.read \(.*mysql-store\.ts/, 'raised in the store\'s read')
+  t.match(stack, /\ncaused by: Error: Table '…' doesn't exist\n\s+at .*node_modules\/mysql2\//, 'caused in mysql2, with the table name scrubbed from the repeated message')
+  t.notOk(log.text().includes(db.name), 'the database name, quoted in the message, appears nowhere')
+})
+
+t.test('scrubbing keeps a database error\'s frames and codes and drops the SQL text from every line', async (t) => {
+  const db = await createTestDatabase(t)
+  // A real syntax error: MariaDB quotes the statement, its own quotes included.
+  const error = await db.pool.query("SELEC 'secret-value',\n 'another-secret' FROM somewhere").then(() => undefined, (error: unknown) => error as Error)
+  t.ok(error instanceof Error)
+  const scrubbed = scrubDatabaseError(new Error('the session store failed', { cause: error })) as Error & { cause: Error & Record<string, unknown> }
+  const text = `${scrubbed.stack}\n${scrubbed.cause.message}\n${scrubbed.cause.stack}`
+  for (const secret of ['secret-value', 'another-secret', 'SELEC', 'somewhere']) t.notOk(text.includes(secret), `no ${secret}`)
+  t.match(scrubbed.cause.message, /^You have an error in your SQL syntax; .* near '…' at line 1$/)
+  t.match(scrubbed.cause, { name: 'Error', code: 'ER_PARSE_ERROR', errno: 1064, sqlState: '42000' })
+  t.match(scrubbed.cause.stack, /^Error: You have an error in your SQL syntax; .* near '…' at line 1\n\s+at .*log-redaction\.test\.ts/, 'the frames of the query, under the scrubbed message')
+  t.match(scrubbed.stack, /^Error: the session store failed\n\s+at .*log-redaction\.test\.ts/)
 })

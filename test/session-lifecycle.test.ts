@@ -117,6 +117,37 @@ t.test('the client keeps its own JSON state, up to 4 KiB', async (t) => {
   t.equal((await client.request('/session/state', { method: 'PUT' })).status, 400, 'no body')
 })
 
+t.test('a state is taken only as JSON: any other media type is 415 and nothing is stored', async (t) => {
+  const { client, db } = await serve(t)
+  const state = { theme: 'dark' }
+  t.equal((await client.request('/session/state', { method: 'PUT', body: state })).status, 200)
+  const [[before]] = await db.pool.query<import('mysql2').RowDataPacket[]>('SELECT data FROM sessions')
+
+  // Fastify also parses text/plain by default: the state would be a string.
+  for (const [type, body] of [
+    ['text/plain', '"a string"'],
+    ['text/plain; charset=utf-8', 'not json'],
+    ['application/x-www-form-urlencoded', 'theme=light'],
+    ['multipart/form-data; boundary=x', '--x--'],
+    ['application/jsonx', '{"theme":"light"}'],
+    ['application/vnd.api+json', '{"theme":"light"}'],
+    ['text/json', '{"theme":"light"}']
+  ]) {
+    const res = await client.request('/session/state', { method: 'PUT', body, headers: { 'content-type': type } })
+    t.equal(res.status, 415, type)
+    t.match(res.headers['content-type'], /^application\/json/, `${type}: a JSON error body`)
+    t.match(res.json(), { statusCode: 415, error: 'Unsupported Media Type', message: /application\/json/ }, type)
+  }
+  const [[after]] = await db.pool.query<import('mysql2').RowDataPacket[]>('SELECT data FROM sessions')
+  t.equal(after?.data, before?.data, 'nothing reached the store')
+  t.same((await client.request('/session')).json().state, state)
+
+  for (const type of ['application/json; charset=utf-8', 'Application/JSON;charset=UTF-8']) {
+    const res = await client.request('/session/state', { method: 'PUT', body: { type }, headers: { 'content-type': type } })
+    t.same([res.status, res.json()], [200, { type }], `${type} is JSON`)
+  }
+})
+
 t.test('a state the body parser accepted is read back, whatever its key names', async (t) => {
   const { client } = await serve(t, {})
   const state = { constructor: 'x', prototype: { constructor: 1 }, nested: { constructor: { name: 'kept' } } }

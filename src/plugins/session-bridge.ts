@@ -28,7 +28,7 @@ interface Snapshot {
  *   becomes a 503 without Set-Cookie instead of a 200 with a cookie for a session that was lost;
  * - an unchanged session is touched lazily, without the answer waiting, and its cookie is renewed
  *   only when its stored expiry is (docs/benchmarks.md has what each saves);
- * - session responses are `Cache-Control: no-store`.
+ * - every answer of the scope, errors included, is `Cache-Control: no-store`.
  */
 export default fp(async function sessionBridge (fastify) {
   const config = fastify.config
@@ -81,7 +81,9 @@ export default fp(async function sessionBridge (fastify) {
     })
   })
 
-  fastify.addHook('onRequest', async (_request, reply) => {
+  // At onSend, not onRequest: answers refused before this plugin's hooks ran (the cross-site guard's
+  // 403, a store failure while express-session loads the session) must not be cached either.
+  fastify.addHook('onSend', async (_request, reply) => {
     reply.header('cache-control', 'no-store')
   })
 

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { HttpError } from '../http-error.js'
 import type { RequestSession } from '../session/session-data.js'
 import { lifetimePolicy } from '../config/config.js'
@@ -21,6 +21,17 @@ const sessionView = {
 export function writableSession (session: RequestSession | undefined): RequestSession {
   if (!session) throw new HttpError(403, 'This needs HTTPS: the session cookie is Secure (SESSION_COOKIE_SECURE=true)')
   return session
+}
+
+/**
+ * onRequest: 415 unless the body, if any, is declared JSON (parameters such as charset allowed).
+ * Fastify also parses text/plain by default, which would store the text as a string state.
+ */
+async function jsonBodyOnly (request: FastifyRequest): Promise<void> {
+  const type = request.headers['content-type']
+  if (type !== undefined && !/^application\/json\s*(?:;|$)/i.test(type)) {
+    throw new HttpError(415, 'Send the state as JSON (Content-Type: application/json)')
+  }
 }
 
 /** Routes that read and change the client's own session; registered behind the session bridge. */
@@ -48,11 +59,12 @@ export default async function sessionRoutes (fastify: FastifyInstance) {
   fastify.put('/session/state', {
     // Fastify refuses anything much larger with 413 before parsing it.
     bodyLimit: 16 * STATE_MAX_BYTES,
+    onRequest: jsonBodyOnly,
     schema: {
       summary: `Replace the client's own JSON state (at most ${STATE_MAX_BYTES} bytes serialized)`,
       tags: ['session'],
       body: anyJson,
-      response: { 200: anyJson, 400: errorBody, 413: errorBody, ...sessionRouteErrors }
+      response: { 200: anyJson, 400: errorBody, 413: errorBody, 415: errorBody, ...sessionRouteErrors }
     }
   }, async (request) => {
     const current = writableSession(request.raw.session)

@@ -43,14 +43,33 @@ export async function withDeadline<T> (operation: string, ms: number, work: (dea
 
 /**
  * mysql2 errors carry the SQL text and bound values; keep only what helps an operator, including
- * the scrubbed cause, so a logged 503 still says why the store failed.
+ * the scrubbed cause, so a logged 503 still says why the store failed, and the original's stack,
+ * so it shows where.
  */
 export function scrubDatabaseError (error: unknown): unknown {
   if (!(error instanceof Error)) return error
   const { code, errno, sqlState } = error as Error & { code?: string, errno?: number, sqlState?: string }
   const cause = error.cause === undefined ? {} : { cause: scrubDatabaseError(error.cause) }
-  const scrubbed = new Error(error.message.replace(/'[^']*'/g, "'…'"), cause)
+  const scrubbed = new Error(withoutSqlText(error.message), cause)
   scrubbed.name = error.name
+  scrubbed.stack = stackWithoutSqlText(error)
   Object.assign(scrubbed, { code, errno, sqlState })
   return scrubbed
+}
+
+/** Quoted names and values, and the statement a syntax error quotes (its own quotes included). */
+function withoutSqlText (text: string): string {
+  return text.replace(/ near '[\s\S]*' at line (\d+)/g, " near '…' at line $1").replace(/'[^']*'/g, "'…'")
+}
+
+/**
+ * The stack's first lines repeat the message (as it was when the stack was first read, so it is
+ * looked for rather than assumed); they are scrubbed, the frames kept.
+ */
+function stackWithoutSqlText ({ stack, message }: Error): string | undefined {
+  if (stack === undefined) return undefined
+  const firstFrame = stack.search(/\n\s+at /)
+  const repeated = message === '' ? -1 : stack.indexOf(message)
+  const end = Math.max(firstFrame === -1 ? stack.length : firstFrame, repeated === -1 ? 0 : repeated + message.length)
+  return withoutSqlText(stack.slice(0, end)) + stack.slice(end)
 }
