@@ -85,6 +85,28 @@ t.test('repeated failures are throttled per username and per address (429)', asy
   t.equal((await loginAs(new Client(base), 'bob', 'battery staple')).status, 429, 'this address is throttled after 20 failures')
 })
 
+t.test('simultaneous attempts are counted before they are checked: of 12 at once, 5 get past', async (t) => {
+  // Cost 12: the first attempts are still in bcrypt when the last one arrives. Counting only
+  // after the check let all 12 through, and the correct password last.
+  const { base } = await serve(t, { AUTH_USERS_FILE: writeUsersFile(t, { ann: 'correct horse' }, 12) })
+  const wrong = Array.from({ length: 11 }, () => loginAs(new Client(base), 'ann', 'wrong password'))
+  // The correct one goes out last, so that it is the twelfth attempt, not one of the first five.
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const correct = await loginAs(new Client(base), 'ann', 'correct horse')
+  const answers = [...await Promise.all(wrong), correct].map((res) => res.status)
+  const passed = answers.filter((status) => status !== 429)
+  t.ok(passed.length <= 5, `${passed.length} of 12 got past the throttle (${answers.join(' ')})`)
+  t.same(new Set(passed), new Set([401]), 'those that got past were wrong passwords')
+  t.equal(correct.status, 429, 'the correct password, twelfth, does not log in')
+})
+
+t.test('successful logins give their address its slot back: 25 in a row from one address', async (t) => {
+  // Every attempt takes a slot before it is checked; a success must not leave it taken, or an
+  // office behind one NAT address would be locked out by its own logins.
+  const { base } = await serve(t, { AUTH_USERS_FILE: writeUsersFile(t, { ann: 'correct horse' }) })
+  for (let i = 0; i < 25; i++) t.equal((await loginAs(new Client(base), 'ann', 'correct horse')).status, 200, `login ${i + 1}`)
+})
+
 t.test('a malformed users file stops start-up, naming the line', async (t) => {
   const usersFile = writeUsersFile(t, { ann: 'correct horse' })
   appendFileSync(usersFile, 'bob:plaintext-password\n')
