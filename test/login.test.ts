@@ -1,13 +1,14 @@
 import { execFileSync } from 'node:child_process'
 import { appendFileSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
+import { Agent } from 'node:http'
 import type { RowDataPacket } from 'mysql2/promise'
 import { pino } from 'pino'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
 import type { Authenticator } from '../src/auth/authenticator.js'
 import { HtpasswdAuthenticator } from '../src/auth/htpasswd.js'
-import { Client, baseEnv, build, countRows, createTestDatabase, listen, serve } from './helper.js'
-import { HTPASSWD, loginAs, writeUsersFile } from './support/accounts.js'
+import { Client, baseEnv, build, countRows, createTestDatabase, httpRequest, listen, serve } from './helper.js'
+import { HTPASSWD, loginAs, writeManyUsers, writeUsersFile } from './support/accounts.js'
 
 const silentLogger = pino({ level: 'silent' })
 const idOf = (cookie: string | undefined) => decodeURIComponent(cookie ?? '').replace(/^sid=s:/, '').split('.')[0] as string
@@ -41,6 +42,18 @@ t.test('a user written by `htpasswd -B` logs in: a new id, the anonymous row gon
   const me = (await client.request('/session')).json()
   t.match(me, { authenticated: true, user: { name: 'ann' } })
   t.ok(Date.parse(me.createdAt) > Date.now() - 5000, 'createdAt is the login time')
+})
+
+t.test('$2y$ (htpasswd -B), $2a$ and $2b$ hashes all verify: one algorithm, three labels', async (t) => {
+  const usersFile = writeUsersFile(t, { ann: 'correct horse' })
+  const hash = readFileSync(usersFile, 'utf8').trim().split(':')[1] as string
+  const lines = ['2y', '2a', '2b'].map((label) => `user${label}:${hash.replace(/^\$2[aby]\$/, `$${label}$`)}\n`)
+  writeFileSync(usersFile, lines.join(''))
+  const authenticator = new HtpasswdAuthenticator(usersFile, silentLogger)
+  for (const label of ['2y', '2a', '2b']) {
+    t.same(await authenticator.verify(`user${label}`, 'correct horse'), { name: `user${label}` }, `$${label}$`)
+    t.equal(await authenticator.verify(`user${label}`, 'correct horsE'), null, `$${label}$, wrong password`)
+  }
 })
 
 t.test('unknown user and wrong password get the same answer', async (t) => {
@@ -107,6 +120,47 @@ t.test('successful logins give their address its slot back: 25 in a row from one
   for (let i = 0; i < 25; i++) t.equal((await loginAs(new Client(base), 'ann', 'correct horse')).status, 200, `login ${i + 1}`)
 })
 
+t.test('bcrypt does not hold the event loop: /health/live answers at once during 30 simultaneous logins', async (t) => {
+  const LIVE_MS = 200
+  const COUNT = 30
+  // A realistic cost, so that the logins take seconds and a blocked loop would show.
+  const { base } = await serve(t, { AUTH_USERS_FILE: writeManyUsers(t, COUNT, 'correct horse', 12) })
+  // Each login its own user and its own loopback address: neither throttle holds any back.
+  const agents = Array.from({ length: COUNT }, (_, i) => new Agent({ localAddress: `127.0.0.${i + 2}` }))
+  t.teardown(() => { for (const agent of agents) agent.destroy() })
+
+  // One login and one probe first: the burst and the probes find their paths compiled, the pool connected.
+  t.equal((await loginAs(new Client(base), 'user0', 'correct horse')).status, 200)
+  t.equal((await httpRequest(`${base}/health/live`)).status, 200)
+
+  const started = performance.now()
+  const burst = { pending: true }
+  const logins = Promise.all(agents.map((agent, i) => httpRequest(`${base}/session/login`, {
+    method: 'POST', body: { username: `user${i}`, password: 'correct horse' }, agent
+  }))).finally(() => { burst.pending = false })
+  // Probes start once the 30 requests are in and hashing: what is measured is the hashing.
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  const probes: number[] = []
+  while (burst.pending) {
+    const sent = performance.now()
+    const res = await httpRequest(`${base}/health/live`)
+    probes.push(performance.now() - sent)
+    if (res.status !== 200) t.fail(`/health/live answered ${res.status}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  const burstMs = performance.now() - started
+  t.same((await logins).map((res) => res.status), Array(COUNT).fill(200), 'every login succeeded')
+  t.ok(burstMs > 5 * LIVE_MS, `the ${COUNT} logins took ${Math.round(burstMs)} ms, much longer than a probe may`)
+  t.ok(probes.length >= 5, `${probes.length} probes during the logins`)
+  // A held loop makes every probe wait seconds. On a shared 2-core machine a rare probe can wait
+  // for a core a few hundred ms, so the bound is on 95% of them, and the slowest gets 5 times it.
+  const sorted = [...probes].sort((x, y) => x - y)
+  const p95 = sorted[Math.floor(sorted.length * 0.95)] as number
+  const slowest = sorted[sorted.length - 1] as number
+  t.ok(p95 < LIVE_MS, `95% of ${probes.length} probes of /health/live within ${Math.round(p95)} ms (limit ${LIVE_MS} ms)`)
+  t.ok(slowest < 5 * LIVE_MS, `the slowest in ${Math.round(slowest)} ms (limit ${5 * LIVE_MS} ms)`)
+})
+
 t.test('a malformed users file stops start-up, naming the line', async (t) => {
   const usersFile = writeUsersFile(t, { ann: 'correct horse' })
   appendFileSync(usersFile, 'bob:plaintext-password\n')
@@ -124,7 +178,7 @@ t.test('`npm run users -- add` writes a bcrypt line that a running server accept
   const cli = new URL('../src/cli/users.ts', import.meta.url).pathname
   const output = execFileSync(process.execPath, ['--import', import.meta.resolve('tsx'), cli, 'add', 'carol', '--file', usersFile], { input: 'new password 1\n' })
   t.equal(output.toString(), `added carol in ${usersFile}\n`)
-  t.match(readFileSync(usersFile, 'utf8'), /^carol:\$2b\$12\$/m)
+  t.match(readFileSync(usersFile, 'utf8'), /^carol:\$2y\$12\$/m, 'the prefix htpasswd -B writes, at cost 12')
   // Make sure the change is visible even on a file system with coarse modification times.
   utimesSync(usersFile, new Date(), new Date(Date.now() + 2000))
   t.equal((await loginAs(new Client(base), 'carol', 'new password 1')).status, 200)

@@ -1,5 +1,5 @@
 import { readFileSync, statSync } from 'node:fs'
-import bcrypt from 'bcryptjs'
+import { hashSync, verify } from '@node-rs/bcrypt'
 import type { FastifyBaseLogger } from 'fastify'
 import { ConfigError } from '../config/config.js'
 import type { SessionUser } from '../session/session-data.js'
@@ -45,13 +45,14 @@ export class HtpasswdAuthenticator implements Authenticator {
     this.loadedMtimeMs = statSync(path).mtimeMs
     this.users = parseHtpasswd(readFileSync(path, 'utf8'), path)
     const cost = Number(BCRYPT_HASH.exec([...this.users.values()][0] ?? '')?.[1] ?? 10)
-    this.decoyHash = bcrypt.hashSync('decoy password that matches nothing', cost)
+    this.decoyHash = hashSync('decoy password that matches nothing', cost)
   }
 
   async verify (username: string, password: string): Promise<SessionUser | null> {
     this.reloadIfChanged()
     const hash = this.users.get(username)
-    const matches = await bcrypt.compare(password, hash ?? this.decoyHash)
+    // Native bcrypt on libuv's threadpool: the event loop keeps serving while it hashes.
+    const matches = await verify(password, hash ?? this.decoyHash)
     return hash !== undefined && matches ? { name: username } : null
   }
 

@@ -4,7 +4,7 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
-import bcrypt from 'bcryptjs'
+import { hash } from '@node-rs/bcrypt'
 import { formatHtpasswd, parseHtpasswd, USER_NAME } from '../auth/htpasswd.js'
 import { loadConfig } from '../config/config.js'
 
@@ -54,7 +54,7 @@ async function main (): Promise<void> {
 
   const users = existsSync(path) ? parseHtpasswd(readFileSync(path, 'utf8'), path) : new Map<string, string>()
   const existed = users.has(name)
-  users.set(name, await bcrypt.hash(password, BCRYPT_COST))
+  users.set(name, await hash(password, BCRYPT_COST))
   // Write a sibling file and rename it over the old one, so a server never reads half a file.
   const temporary = `${path}.${process.pid}.tmp`
   writeFileSync(temporary, formatHtpasswd(users), { mode: 0o600 })
