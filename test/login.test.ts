@@ -12,6 +12,7 @@ import { HTPASSWD, loginAs, writeManyUsers, writeUsersFile } from './support/acc
 
 const silentLogger = pino({ level: 'silent' })
 const idOf = (cookie: string | undefined) => decodeURIComponent(cookie ?? '').replace(/^sid=s:/, '').split('.')[0] as string
+const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)] as number
 
 t.test('without AUTH_USERS_FILE login answers 503 and says how to configure it', async (t) => {
   const { client } = await serve(t)
@@ -80,9 +81,35 @@ t.test('an unknown user costs the authenticator what a wrong password costs', as
     wrong.push(await time('ann'))
     unknown.push(await time(`nobody${i}`))
   }
-  const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)] as number
   const ratio = median(unknown) / median(wrong)
   t.ok(ratio > 0.67 && ratio < 1.5, `unknown/wrong median time ratio ${ratio.toFixed(2)}`)
+})
+
+t.test('with mixed costs, an unknown user and a cost-5 user cost what the cost-12 user costs', async (t) => {
+  // `htpasswd -B` writes cost 5 and `npm run users -- add` cost 12, so one file can hold both. A
+  // decoy at the first line's cost (5) answered unknown users 128 times faster than the cost-12 one.
+  const usersFile = writeUsersFile(t, { low: 'correct horse' }, 5)
+  appendFileSync(usersFile, readFileSync(writeUsersFile(t, { high: 'battery staple' }, 12), 'utf8'))
+  t.match(readFileSync(usersFile, 'utf8'), /^low:\$2y\$05\$.*\nhigh:\$2y\$12\$/s)
+  const authenticator = new HtpasswdAuthenticator(usersFile, silentLogger)
+  const time = async (username: string) => {
+    const started = process.hrtime.bigint()
+    t.equal(await authenticator.verify(username, 'wrong password'), null)
+    return Number(process.hrtime.bigint() - started)
+  }
+  const high: number[] = []
+  const unknown: number[] = []
+  const low: number[] = []
+  for (let i = 0; i < 5; i++) {
+    high.push(await time('high'))
+    unknown.push(await time(`nobody${i}`))
+    low.push(await time('low'))
+  }
+  const unknownRatio = median(unknown) / median(high)
+  const lowRatio = median(low) / median(high)
+  t.ok(unknownRatio > 0.67 && unknownRatio < 1.5, `unknown/cost-12 median time ratio ${unknownRatio.toFixed(2)}`)
+  t.ok(lowRatio > 0.67 && lowRatio < 1.5, `cost-5/cost-12 median time ratio ${lowRatio.toFixed(2)}`)
+  t.same(await authenticator.verify('low', 'correct horse'), { name: 'low' }, 'the cost-5 user still logs in')
 })
 
 t.test('repeated failures are throttled per username and per address (429)', async (t) => {
