@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawnSync } from 'node:child_process'
 import { appendFileSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { Agent } from 'node:http'
 import type { RowDataPacket } from 'mysql2/promise'
@@ -210,6 +210,32 @@ t.test('`npm run users -- add` writes a bcrypt line that a running server accept
   utimesSync(usersFile, new Date(), new Date(Date.now() + 2000))
   t.equal((await loginAs(new Client(base), 'carol', 'new password 1')).status, 200)
   t.equal((await loginAs(new Client(base), 'ann', 'correct horse')).status, 200, 'existing users kept')
+})
+
+t.test('`npm run users -- add` refuses a password over 72 bytes, which bcrypt would cut', async (t) => {
+  const usersFile = writeUsersFile(t, { ann: 'correct horse' })
+  const before = readFileSync(usersFile, 'utf8')
+  const cli = new URL('../src/cli/users.ts', import.meta.url).pathname
+  const add = (password: string) => spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), cli, 'add', 'carol', '--file', usersFile], { input: `${password}\n`, encoding: 'utf8' })
+  // 37 characters, 73 bytes: the limit is in bytes, not characters.
+  const refused = add(`${'é'.repeat(36)}x`)
+  t.equal(refused.status, 1)
+  t.equal(refused.stderr, 'the password must be at most 72 bytes in UTF-8 (this one is 73): bcrypt ignores the rest\n')
+  t.equal(readFileSync(usersFile, 'utf8'), before, 'the file is unchanged')
+  const accepted = add('é'.repeat(36))
+  t.equal(accepted.status, 0, '72 bytes are accepted')
+  t.match(readFileSync(usersFile, 'utf8'), /^carol:/m)
+})
+
+t.test('a password over 72 bytes never logs in, even when its first 72 bytes are the password', async (t) => {
+  const password = 'é'.repeat(36) // 72 bytes in UTF-8, 36 characters
+  const { base } = await serve(t, { AUTH_USERS_FILE: writeUsersFile(t, { ann: password }) })
+  for (const longer of [`${password}x`, `${password}${'y'.repeat(100)}`]) {
+    const res = await loginAs(new Client(base), 'ann', longer)
+    t.equal(res.status, 401, `${Buffer.byteLength(longer)} bytes: answered as any wrong password`)
+    t.same(res.json(), { statusCode: 401, error: 'invalid credentials', message: 'Unknown user or wrong password' })
+  }
+  t.equal((await loginAs(new Client(base), 'ann', password)).status, 200, 'the 72-byte password itself logs in')
 })
 
 t.test('a bad edit to the users file keeps the users loaded before', async (t) => {

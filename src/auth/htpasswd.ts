@@ -8,6 +8,8 @@ import type { Authenticator } from './authenticator.js'
 /** `htpasswd -B` writes $2y$; bcrypt libraries write $2a$ or $2b$. Other schemes are refused. */
 const BCRYPT_HASH = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/
 export const USER_NAME = /^[A-Za-z0-9._@-]{1,64}$/
+/** bcrypt reads this many bytes of a password and ignores the rest. */
+export const BCRYPT_MAX_BYTES = 72
 // The cost of unknown users when the file has none to copy.
 const EMPTY_FILE_COST = 10
 
@@ -66,7 +68,9 @@ export class HtpasswdAuthenticator implements Authenticator {
    */
   async verify (username: string, password: string): Promise<SessionUser | null> {
     this.reloadIfChanged()
-    const hash = this.users.get(username)
+    // A longer password would match on its first 72 bytes alone: it matches nothing, and is
+    // checked as an unknown user's is, so that its answer and its time are any failure's.
+    const hash = Buffer.byteLength(password, 'utf8') > BCRYPT_MAX_BYTES ? undefined : this.users.get(username)
     // Native bcrypt on libuv's threadpool: the event loop keeps serving while it hashes.
     const matches = await verify(password, hash ?? decoyAt(this.maxCost))
     for (let cost = hash === undefined ? this.maxCost : costOf(hash); cost < this.maxCost; cost++) {

@@ -41,6 +41,8 @@ export default async function loginRoutes (fastify: FastifyInstance) {
         type: 'object',
         properties: {
           username: { type: 'string', minLength: 1, maxLength: 64 },
+          // Only bounds the body: bcrypt's 72 bytes are the htpasswd authenticator's to refuse,
+          // with the 401 of any wrong password (a 400 here would tell them apart, and counts characters).
           password: { type: 'string', minLength: 1, maxLength: 1024 }
         },
         required: ['username', 'password'],
