@@ -1,8 +1,11 @@
 // What the benchmark and the profiler share: the database, a stack started as its own process,
 // its session cookie, and the load generator.
-import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { request, type Agent } from 'node:http'
 import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import autocannon from 'autocannon'
 import { createConnection, createPool, type Pool, type RowDataPacket } from 'mysql2/promise'
 import { MARIADBD, PrivateMariaDb } from '../test/support/private-mariadb.js'
@@ -169,5 +172,42 @@ export function runChecked (command: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd: root, stdio: 'inherit' })
     child.once('exit', (code) => code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} exited with ${code}`)))
+  })
+}
+
+export interface BenchUsers {
+  path: string
+  /** The bcrypt cost of every line: the one `npm run users -- add` wrote. */
+  cost: number
+  password: string
+  remove: () => void
+}
+
+/**
+ * An htpasswd file of users bench0 … bench{count - 1}, one password. The first is added by the
+ * built `npm run users -- add`, so the cost is the one it writes; the others get the same line.
+ */
+export function writeBenchUsers (count: number): BenchUsers {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-users-'))
+  const path = join(dir, 'users.htpasswd')
+  const password = 'bench password 0123456789'
+  execFileSync(process.execPath, ['dist/cli/users.js', 'add', 'bench0', '--file', path], { cwd: root, input: `${password}\n`, stdio: ['pipe', 'ignore', 'inherit'] })
+  const hash = readFileSync(path, 'utf8').trim().split(':')[1] as string
+  writeFileSync(path, Array.from({ length: count }, (_, i) => `bench${i}:${hash}\n`).join(''))
+  return { path, cost: Number(hash.split('$')[2]), password, remove: () => rmSync(dir, { recursive: true, force: true }) }
+}
+
+/** One request on a socket of its own (or the agent's); resolves with its status and its time in ms. */
+export function timedRequest (url: string, options: { method?: string, body?: unknown, agent?: Agent } = {}): Promise<{ status: number, ms: number }> {
+  const payload = options.body === undefined ? undefined : JSON.stringify(options.body)
+  const headers: Record<string, string> = payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(payload)) }
+  const started = performance.now()
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: options.method ?? 'GET', headers, agent: options.agent ?? false }, (res) => {
+      res.resume()
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - started }))
+    })
+    req.on('error', reject)
+    req.end(payload)
   })
 }

@@ -1,12 +1,14 @@
 // `npm run bench`: the project beside the stacks people use today, on one database, under the same
 // load, in one run. Prints req/s, p50/p99 latency, database queries per request and the ratio to
 // the seed's Express stack, then the new-session and write paths, then reads while a million
-// expired rows are cleaned up. docs/benchmarks.md says how to read it.
+// expired rows are cleaned up, then logins: logins/s and /health/live during a burst of them.
+// docs/benchmarks.md says how to read it.
 //
-// Variables: BENCH_PARTS (default reads,creates,writes,cleanup), BENCH_ONLY=word,word (reads of those stacks only),
+// Variables: BENCH_PARTS (default reads,creates,writes,cleanup,logins), BENCH_ONLY=word,word (reads of those stacks only),
 // BENCH_PROJECT_ENV=NAME=value,... (extra variables for the project), BENCH_DURATION (s per measurement, default 10), BENCH_CONNECTIONS (default 32),
 // BENCH_CLEANUP_ROWS (default 1000000; 0 skips that part), BENCH_DATABASE_URL (mysql://user:pass@host:port;
 // default: a private MariaDB when mariadbd is installed, else root@127.0.0.1:3306).
+import { Agent } from 'node:http'
 import autocannon from 'autocannon'
 import { pino } from 'pino'
 import { loadConfig } from '../src/config/config.js'
@@ -14,11 +16,16 @@ import { STORE_DEADLINE_MS } from '../src/session/mysql-pool.js'
 import { createMysqlStore } from '../src/session/mysql-store.js'
 import {
   CONNECTIONS, DURATION, WARMUP_SECONDS, databaseEnv, fire, openDatabase, projectEntry, projectEnv, runChecked,
-  sessionCookie, startTarget, type Database, type Target
+  sessionCookie, startTarget, timedRequest, writeBenchUsers, type Database, type Target
 } from './harness.js'
 
 const CLEANUP_ROWS = Number(process.env.BENCH_CLEANUP_ROWS ?? 1_000_000)
-const PARTS = new Set((process.env.BENCH_PARTS ?? 'reads,creates,writes,cleanup').split(','))
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'reads,creates,writes,cleanup,logins').split(','))
+// Logins are seconds each, not milliseconds: a short measurement says enough.
+const LOGIN_SECONDS = 5
+// Enough to keep every thread of libuv's pool (4) hashing; under the per-address limit (20).
+const LOGIN_CONNECTIONS = 8
+const LOGIN_BURST = 50
 // With BENCH_PARTS=reads: only the stacks whose names contain one of these comma-separated words.
 const ONLY = process.env.BENCH_ONLY?.split(',')
 
@@ -83,6 +90,7 @@ async function run (database: Database): Promise<void> {
   }
 
   if (PARTS.has('cleanup') && CLEANUP_ROWS > 0) await measureCleanup(database, project)
+  if (PARTS.has('logins')) await measureLogins(database)
 }
 
 /** The load for a stack, given `sessions()`, which creates a new session and returns its cookie. */
@@ -195,6 +203,73 @@ async function measureCleanup (database: Database, project: Target): Promise<voi
   } finally {
     await server.stop()
   }
+}
+
+/**
+ * Logins at the cost `npm run users -- add` writes: logins/s under a steady load, then
+ * /health/live while 50 logins arrive at once. Each login of the burst is its own user from its own
+ * loopback address (Linux routes all of 127.0.0.0/8 to lo), so neither throttle turns any away.
+ */
+async function measureLogins (database: Database): Promise<void> {
+  const users = writeBenchUsers(LOGIN_BURST)
+  const server = await startTarget({ name: 'this project, logins', args: projectEntry, env: { ...projectEnv(database), AUTH_USERS_FILE: users.path } })
+  const agents = Array.from({ length: LOGIN_BURST }, (_, i) => new Agent({ localAddress: `127.0.0.${i + 2}` }))
+  try {
+    const url = `${server.base}/session/login`
+    const credentials = (i: number) => ({ username: `bench${i}`, password: users.password })
+    // Each connection logs in as its own user: a success resets that user's count, as in life.
+    let next = 0
+    const options: autocannon.Options = {
+      url,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      connections: LOGIN_CONNECTIONS,
+      requests: [{
+        setupRequest: (request, context: { body?: string }) => {
+          context.body ??= JSON.stringify(credentials(next++))
+          return { ...request, body: context.body }
+        }
+      }]
+    }
+    await fire({ ...options, duration: 1 })
+    const steady = await fire({ ...options, duration: LOGIN_SECONDS })
+
+    const probe = async () => (await timedRequest(`${server.base}/health/live`)).ms
+    const quiet: number[] = []
+    for (let i = 0; i < 100; i++) quiet.push(await probe())
+
+    const state = { pending: true }
+    const started = performance.now()
+    const burst = Promise.all(agents.map((agent, i) => timedRequest(url, { method: 'POST', body: credentials(i), agent })))
+      .finally(() => { state.pending = false })
+    const during: number[] = []
+    while (state.pending) {
+      during.push(await probe())
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+    const burstSeconds = (performance.now() - started) / 1000
+    const answers = await burst
+    const ok = answers.filter((answer) => answer.status === 200).length
+
+    const ms = (value: number) => value.toFixed(1)
+    console.log(`\nLogins: POST /session/login at bcrypt cost ${users.cost} (what npm run users -- add writes)`)
+    console.log('| measurement | result |')
+    console.log('| --- | ---: |')
+    console.log(`| logins/s, ${LOGIN_CONNECTIONS} connections for ${LOGIN_SECONDS} s | ${(steady['2xx'] / LOGIN_SECONDS).toFixed(1)} (p50 ${steady.latency.p50} ms, p99 ${steady.latency.p99} ms, ${steady.non2xx + steady.errors + steady.timeouts} non-2xx+errors) |`)
+    console.log(`| /health/live alone, ${quiet.length} probes: p50 / p99 | ${ms(percentile(quiet, 50))} / ${ms(percentile(quiet, 99))} ms |`)
+    console.log(`| a burst of ${LOGIN_BURST} simultaneous logins | ${ok} answered 200 in ${burstSeconds.toFixed(1)} s (${(ok / burstSeconds).toFixed(1)} logins/s) |`)
+    console.log(`| /health/live during the burst, ${during.length} probes: p50 / p99 / max | ${ms(percentile(during, 50))} / ${ms(percentile(during, 99))} / ${ms(Math.max(...during))} ms |`)
+  } finally {
+    for (const agent of agents) agent.destroy()
+    await server.stop()
+    users.remove()
+  }
+}
+
+/** The nearest-rank percentile. */
+function percentile (values: number[], p: number): number {
+  const sorted = [...values].sort((x, y) => x - y)
+  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN
 }
 
 await main()

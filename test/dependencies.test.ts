@@ -49,3 +49,21 @@ t.test('package.json pins mysql2 exactly and overrides it everywhere', async (t)
   t.match(pkg.dependencies.mysql2, /^\d+\.\d+\.\d+$/, 'an exact version')
   t.equal(pkg.overrides.mysql2, '$mysql2', 'every dependency gets that version')
 })
+
+t.test('bcrypt is native and prebuilt: every platform binding locked, no install script', async (t) => {
+  // SECURITY 27: hashing off the event loop. The bindings come as npm packages, one per platform,
+  // so `npm ci` downloads nothing else and builds nothing; a platform missing from the lockfile
+  // would install a package that cannot load there.
+  interface Locked { version?: string, hasInstallScript?: boolean, optionalDependencies?: Record<string, string> }
+  const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, Locked> }
+  const bcrypt = lock.packages['node_modules/@node-rs/bcrypt']
+  t.ok(bcrypt, '@node-rs/bcrypt is locked')
+  t.notOk(bcrypt?.hasInstallScript, 'it has no install script')
+  const bindings = Object.entries(bcrypt?.optionalDependencies ?? {})
+  t.ok(bindings.length >= 10, `${bindings.length} platform bindings`)
+  for (const [name, version] of bindings) {
+    t.equal(lock.packages[`node_modules/${name}`]?.version, version, `${name} ${version} is locked`)
+    t.notOk(lock.packages[`node_modules/${name}`]?.hasInstallScript, `${name} has no install script`)
+  }
+  t.notOk(lock.packages['node_modules/bcryptjs'], 'bcryptjs (bcrypt in JavaScript, on the event loop) is gone')
+})

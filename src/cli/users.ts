@@ -4,8 +4,8 @@
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
-import bcrypt from 'bcryptjs'
-import { formatHtpasswd, parseHtpasswd, USER_NAME } from '../auth/htpasswd.js'
+import { hash } from '@node-rs/bcrypt'
+import { BCRYPT_MAX_BYTES, formatHtpasswd, parseHtpasswd, USER_NAME } from '../auth/htpasswd.js'
 import { loadConfig } from '../config/config.js'
 
 const BCRYPT_COST = 12
@@ -51,10 +51,13 @@ async function main (): Promise<void> {
 
   const password = await readPassword()
   if (password.length < MIN_PASSWORD_LENGTH) throw new Error(`the password must be at least ${MIN_PASSWORD_LENGTH} characters`)
+  // Refused rather than cut: the login refuses longer passwords too, so the user could never log in.
+  const bytes = Buffer.byteLength(password, 'utf8')
+  if (bytes > BCRYPT_MAX_BYTES) throw new Error(`the password must be at most ${BCRYPT_MAX_BYTES} bytes in UTF-8 (this one is ${bytes}): bcrypt ignores the rest`)
 
   const users = existsSync(path) ? parseHtpasswd(readFileSync(path, 'utf8'), path) : new Map<string, string>()
   const existed = users.has(name)
-  users.set(name, await bcrypt.hash(password, BCRYPT_COST))
+  users.set(name, await hash(password, BCRYPT_COST))
   // Write a sibling file and rename it over the old one, so a server never reads half a file.
   const temporary = `${path}.${process.pid}.tmp`
   writeFileSync(temporary, formatHtpasswd(users), { mode: 0o600 })

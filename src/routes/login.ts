@@ -9,9 +9,10 @@ import type { RequestSession } from '../session/session-data.js'
 import { errorBody, sessionRouteErrors, userBody } from './schemas.js'
 import { writableSession } from './session.js'
 
-const FAILURE_WINDOW_MS = 15 * 60 * 1000
-const FAILURES_PER_USERNAME = 5
-const FAILURES_PER_ADDRESS = 20
+// Attempts that failed or are still being checked, per window.
+const ATTEMPT_WINDOW_MS = 15 * 60 * 1000
+const ATTEMPTS_PER_USERNAME = 5
+const ATTEMPTS_PER_ADDRESS = 20
 const USER_AGENT_MAX = 256
 
 // Counted from the answer actually sent: a login whose session could not be saved is a 503, not a success.
@@ -25,8 +26,8 @@ interface Credentials {
 /** Login and logout: the session id changes at login, and logout deletes the row for good. */
 export default async function loginRoutes (fastify: FastifyInstance) {
   const config = fastify.config
-  const byUsername = new LoginThrottle(FAILURES_PER_USERNAME, FAILURE_WINDOW_MS)
-  const byAddress = new LoginThrottle(FAILURES_PER_ADDRESS, FAILURE_WINDOW_MS)
+  const byUsername = new LoginThrottle(ATTEMPTS_PER_USERNAME, ATTEMPT_WINDOW_MS)
+  const byAddress = new LoginThrottle(ATTEMPTS_PER_ADDRESS, ATTEMPT_WINDOW_MS)
 
   fastify.post<{ Body: Credentials }>('/session/login', {
     onResponse: async (_request, reply) => {
@@ -40,6 +41,8 @@ export default async function loginRoutes (fastify: FastifyInstance) {
         type: 'object',
         properties: {
           username: { type: 'string', minLength: 1, maxLength: 64 },
+          // Only bounds the body: bcrypt's 72 bytes are the htpasswd authenticator's to refuse,
+          // with the 401 of any wrong password (a 400 here would tell them apart, and counts characters).
           password: { type: 'string', minLength: 1, maxLength: 1024 }
         },
         required: ['username', 'password'],
@@ -69,15 +72,19 @@ export default async function loginRoutes (fastify: FastifyInstance) {
     if (wait > 0) {
       throw new HttpError(429, 'Too many failed logins; try again later', { headers: { 'retry-after': String(wait) } })
     }
+    // Counted now, in the same synchronous step as the check above: attempts arriving while this
+    // one awaits bcrypt see it. A failure keeps both slots until the window ends.
+    byUsername.reserve(keys.user)
+    const addressSlot = byAddress.reserve(keys.address)
 
     const user = await authenticator.verify(username, password)
     if (!user) {
-      byUsername.fail(keys.user)
-      byAddress.fail(keys.address)
       request.log.info({ outcome: 'failure' }, 'login failed')
       throw new HttpError(401, 'Unknown user or wrong password', { error: 'invalid credentials' })
     }
     byUsername.reset(keys.user)
+    // Only failures count against an address, as before: many users may share one (a NAT).
+    addressSlot.release()
 
     // A new id for the logged-in session: an id planted before login (fixation) is worthless.
     // Only the client's own state moves over; it is the client's to set anyway.

@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import bcrypt from 'bcryptjs'
+import { hashSync } from '@node-rs/bcrypt'
 import type { Test } from 'tap'
 import type { Client, HttpResponse } from '../helper.js'
 
@@ -19,8 +19,19 @@ export function writeUsersFile (t: Test, users: Record<string, string>, cost = 5
   writeFileSync(path, '')
   for (const [name, password] of Object.entries(users)) {
     if (HTPASSWD) execFileSync(HTPASSWD, ['-B', '-C', String(cost), '-b', path, name, password], { stdio: 'ignore' })
-    else writeFileSync(path, `${name}:${bcrypt.hashSync(password, cost)}\n`, { flag: 'a' })
+    else writeFileSync(path, `${name}:${hashSync(password, cost)}\n`, { flag: 'a' })
   }
+  return path
+}
+
+/**
+ * Users user0 … user{count - 1}, all with one password: one hash, written as `writeUsersFile`
+ * writes it, on every line, so that many users at a high cost take one hashing.
+ */
+export function writeManyUsers (t: Test, count: number, password: string, cost: number): string {
+  const path = writeUsersFile(t, { user0: password }, cost)
+  const hash = readFileSync(path, 'utf8').trim().split(':')[1] as string
+  writeFileSync(path, Array.from({ length: count }, (_, i) => `user${i}:${hash}\n`).join(''))
   return path
 }
 
