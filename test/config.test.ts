@@ -4,7 +4,8 @@ import t from 'tap'
 import { buildApp } from '../src/app.js'
 import { ConfigError, cookieSecure, loadConfig, metricsSetting, sessionSecrets, touchAfterMs, trustProxySetting } from '../src/config/config.js'
 import { configSchema } from '../src/config/schema.js'
-import { baseEnv, type Env } from './helper.js'
+import { baseEnv, build, createTestDatabase, type Env } from './helper.js'
+import { WARN, captureLog } from './support/log-capture.js'
 
 const database: Env = { SESSION_HOST: '127.0.0.1', SESSION_USER: 'root', SESSION_DATABASE: 'test' }
 const productionOk: Env = {
@@ -122,6 +123,35 @@ t.test('an empty value means the default, as in a .env with `SESSION_PORT=`', as
   t.equal(config.SESSION_TOUCH_AFTER, undefined)
   t.equal(config.AUTH_USERS_FILE, undefined)
   t.equal(config.SESSION_DATABASE, undefined)
+})
+
+// TRUST_PROXY in production: whether start-up warns that the client's own X-Forwarded-For is believed.
+const trustProxyWarnings: Array<[string, boolean]> = [
+  ['true', true],
+  [' true ', true],
+  ['false', false],
+  ['1', false],
+  ['2', false],
+  ['10.0.0.1, 10.0.0.2', false],
+  ['10.0.0.0/8', false]
+]
+const TRUST_ANYONE = /^TRUST_PROXY=.* believes X-Forwarded-For from any client: .*login throttle.*session list.*hop count \(TRUST_PROXY=1 .*addresses/
+
+t.test('TRUST_PROXY=true warns in production, a hop count or proxy addresses do not', async (t) => {
+  for (const [value, warns] of trustProxyWarnings) {
+    const { warnings } = loadConfig({ ...productionOk, TRUST_PROXY: value })
+    if (warns) t.match(warnings, [TRUST_ANYONE], `TRUST_PROXY=${value}: one warning`)
+    else t.same(warnings, [], `TRUST_PROXY=${value}: none`)
+  }
+  const development = loadConfig({ ...database, SESSION_SECRET: 'x', TRUST_PROXY: 'true' }).warnings
+  t.notOk(development.some((warning) => TRUST_ANYONE.test(warning)), 'not outside production: a local proxy or none')
+})
+
+t.test('the server logs that warning at start', async (t) => {
+  const db = await createTestDatabase(t)
+  const log = captureLog()
+  await build(t, { ...productionOk, ...db.env, LOG_LEVEL: 'warn', SESSION_COOKIE_SECURE: 'false', TRUST_PROXY: 'true' }, { logger: log.logger })
+  t.match(log.entries().filter((entry) => entry.level >= WARN).map((entry) => entry.msg), [TRUST_ANYONE])
 })
 
 t.test('production starts with a long secret and a database', async (t) => {

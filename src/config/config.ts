@@ -159,6 +159,11 @@ export function finalizeConfig (config: Config): string[] {
   } catch {
     throw new ConfigError('TRUST_PROXY must be true, false, a hop count or comma-separated addresses/CIDRs')
   }
+  // true takes the first address of X-Forwarded-For, which the client writes: it would pick the
+  // address the login throttle counts per and the session list shows.
+  if (production && trustProxySetting(config) === true) {
+    warnings.push('TRUST_PROXY=true believes X-Forwarded-For from any client: a client picks the address the per-address login throttle counts and the session list shows. Set the hop count (TRUST_PROXY=1 for one proxy) or the proxies\' addresses (TRUST_PROXY=10.0.0.1,10.0.0.2) instead')
+  }
 
   if (config.SESSION_TOUCH_AFTER !== undefined && config.SESSION_TOUCH_AFTER >= config.SESSION_MAX_AGE) {
     throw new ConfigError('SESSION_TOUCH_AFTER must be less than SESSION_MAX_AGE')
