@@ -44,6 +44,10 @@ const badValues: Array<[string, Env, string]> = [
   ['production with "secret"', { ...productionOk, SESSION_SECRET: 'secret' }, 'SESSION_SECRET must not be a published sample value'],
   ['production with "changeme"', { ...productionOk, SESSION_SECRET: 'changeme' }, 'SESSION_SECRET must not be a published sample value'],
   ['production with the .env.example secret', { ...productionOk, SESSION_SECRET: 'replace-me-with-at-least-32-random-characters' }, 'SESSION_SECRET must not be a published sample value'],
+  ['production with a short previous secret', { ...productionOk, SESSION_PREVIOUS_SECRETS: 'x'.repeat(31) }, 'SESSION_PREVIOUS_SECRETS must list secrets of at least 32 characters when NODE_ENV=production'],
+  ['production with a short previous secret after a good one', { ...productionOk, SESSION_PREVIOUS_SECRETS: `${'x'.repeat(32)}, old` }, 'SESSION_PREVIOUS_SECRETS must list secrets of at least 32 characters when NODE_ENV=production'],
+  ['production with keyboard cat as a previous secret', { ...productionOk, SESSION_PREVIOUS_SECRETS: 'keyboard cat' }, 'SESSION_PREVIOUS_SECRETS must not list a published sample value'],
+  ['production with the .env.example secret as a previous one', { ...productionOk, SESSION_PREVIOUS_SECRETS: `${'y'.repeat(40)},Replace-Me-With-At-Least-32-Random-Characters` }, 'SESSION_PREVIOUS_SECRETS must not list a published sample value'],
   ['production without a database', { ...productionOk, SESSION_HOST: undefined }, 'SESSION_HOST is required when NODE_ENV=production (the in-memory store loses every session on restart)'],
   ['database without user', { ...database, SESSION_USER: undefined }, 'SESSION_USER is required when SESSION_HOST is set'],
   ['database without schema', { ...database, SESSION_DATABASE: undefined }, 'SESSION_DATABASE is required when SESSION_HOST is set'],
@@ -158,6 +162,8 @@ t.test('production starts with a long secret and a database', async (t) => {
   const { config, warnings } = loadConfig(productionOk)
   t.equal(config.NODE_ENV, 'production')
   t.same(warnings, [])
+  const previous = `${'x'.repeat(32)}, ${'y'.repeat(48)}`
+  t.same(sessionSecrets(loadConfig({ ...productionOk, SESSION_PREVIOUS_SECRETS: previous }).config).slice(1), ['x'.repeat(32), 'y'.repeat(48)], 'and previous secrets as long')
 })
 
 t.test('variables the schema does not know are dropped, not passed on', async (t) => {

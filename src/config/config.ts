@@ -136,10 +136,18 @@ export function finalizeConfig (config: Config): string[] {
     if (production) throw new ConfigError('SESSION_SECRET is required when NODE_ENV=production')
     config.SESSION_SECRET = randomBytes(32).toString('base64url')
     warnings.push('SESSION_SECRET is not set: using a random secret, so sessions end when this process stops')
-  } else if (production && SAMPLE_SECRETS.has(secret.trim().toLowerCase())) {
+  } else if (production && isSampleSecret(secret)) {
     throw new ConfigError('SESSION_SECRET must not be a published sample value')
   } else if (production && secret.length < MIN_PRODUCTION_SECRET_LENGTH) {
     throw new ConfigError(`SESSION_SECRET must be at least ${MIN_PRODUCTION_SECRET_LENGTH} characters when NODE_ENV=production`)
+  }
+  // A previous secret still signs cookies that are accepted: a weak one forges sessions as well.
+  if (production) {
+    const previous = splitList(config.SESSION_PREVIOUS_SECRETS)
+    if (previous.some(isSampleSecret)) throw new ConfigError('SESSION_PREVIOUS_SECRETS must not list a published sample value')
+    if (previous.some((old) => old.length < MIN_PRODUCTION_SECRET_LENGTH)) {
+      throw new ConfigError(`SESSION_PREVIOUS_SECRETS must list secrets of at least ${MIN_PRODUCTION_SECRET_LENGTH} characters when NODE_ENV=production`)
+    }
   }
 
   if (config.SESSION_HOST === undefined) {
@@ -177,6 +185,10 @@ export function finalizeConfig (config: Config): string[] {
     if (!isOrigin(origin)) throw new ConfigError('CORS_ORIGINS must list origins such as https://app.example.com (got an entry that is not one)')
   }
   return warnings
+}
+
+function isSampleSecret (secret: string): boolean {
+  return SAMPLE_SECRETS.has(secret.trim().toLowerCase())
 }
 
 function isOrigin (value: string): boolean {
