@@ -259,6 +259,23 @@ t.test('a consumer\'s own authenticator replaces the file', async (t) => {
   t.same((await loginAs(client, 'dana', 'from ldap')).json(), { authenticated: true, user: { name: 'dana' } })
 })
 
+t.test('an authenticator that fails (not a wrong password) does not count against the throttle', async (t) => {
+  const db = await createTestDatabase(t)
+  let down = true
+  const authenticator: Authenticator = {
+    verify: async (username, password) => {
+      if (down) throw new Error('directory unreachable')
+      return username === 'dana' && password === 'from ldap' ? { name: 'dana' } : null
+    }
+  }
+  const app = await buildApp({ env: { ...baseEnv, ...db.env }, authenticator })
+  t.teardown(() => app.close())
+  const base = await listen(app)
+  for (let i = 0; i < 6; i++) t.equal((await loginAs(new Client(base), 'dana', 'from ldap')).status, 500, `attempt ${i + 1} while it is down`)
+  down = false
+  t.equal((await loginAs(new Client(base), 'dana', 'from ldap')).status, 200, 'once it is back, not throttled')
+})
+
 t.test('login needs a session cookie that can be set: 403 over plain HTTP with a Secure cookie', async (t) => {
   const { client, db } = await serve(t, { SESSION_COOKIE_SECURE: 'true', AUTH_USERS_FILE: writeUsersFile(t, { ann: 'correct horse' }) })
   const res = await loginAs(client, 'ann', 'correct horse')

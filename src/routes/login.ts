@@ -5,7 +5,7 @@ import { LoginThrottle } from '../auth/login-throttle.js'
 import { cookieSecure, type Config } from '../config/config.js'
 import { HttpError } from '../http-error.js'
 import type { LoginOutcome } from '../plugins/metrics.js'
-import type { RequestSession } from '../session/session-data.js'
+import type { RequestSession, SessionUser } from '../session/session-data.js'
 import { errorBody, sessionRouteErrors, userBody } from './schemas.js'
 import { writableSession } from './session.js'
 
@@ -74,10 +74,18 @@ export default async function loginRoutes (fastify: FastifyInstance) {
     }
     // Counted now, in the same synchronous step as the check above: attempts arriving while this
     // one awaits bcrypt see it. A failure keeps both slots until the window ends.
-    byUsername.reserve(keys.user)
+    const userSlot = byUsername.reserve(keys.user)
     const addressSlot = byAddress.reserve(keys.address)
 
-    const user = await authenticator.verify(username, password)
+    let user: SessionUser | null
+    try {
+      user = await authenticator.verify(username, password)
+    } catch (error) {
+      // The check itself failed (a consumer's LDAP is down): not a wrong password, so not counted.
+      userSlot.release()
+      addressSlot.release()
+      throw error
+    }
     if (!user) {
       request.log.info({ outcome: 'failure' }, 'login failed')
       throw new HttpError(401, 'Unknown user or wrong password', { error: 'invalid credentials' })
