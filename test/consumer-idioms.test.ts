@@ -25,6 +25,14 @@ async function consumerRoutes (scope: FastifyInstance) {
     Object.assign(request.raw.session!, kept, { user: { name: 'json' } })
     return { ok: true }
   })
+  // express-session's per-session lifetime: "remember me" off is a shorter cookie, or a browser-session one.
+  scope.post<{ Body: { maxAge: number | null } }>('/my/remember', async (request) => {
+    const session = request.raw.session! as typeof request.raw.session & { remembered?: boolean }
+    // express-session's types say number, its code takes null for a browser-session cookie.
+    session.cookie.maxAge = request.body.maxAge as number
+    session.remembered = true
+    return { ok: true }
+  })
   scope.post('/my/cart', async (request) => {
     const session = request.raw.session! as typeof request.raw.session & { cart?: number[] }
     session.cart = [...(session.cart ?? []), session.cart?.length ?? 0]
@@ -81,3 +89,29 @@ for (const store of ['mysql', 'memory'] as const) {
     t.same((await client.request('/my/whoami')).json().cart, [0])
   })
 }
+
+t.test('a route\'s own cookie lifetime holds across requests, up to SESSION_MAX_AGE, never beyond', async (t) => {
+  const db = await createTestDatabase(t)
+  const app = await build(t, { ...db.env, SESSION_MAX_AGE: '600000', SESSION_TOUCH_AFTER: '1000' }, { sessionRoutes: consumerRoutes })
+  const base = await listen(app)
+  const storedExpiry = async (client: Client) => {
+    const id = decodeURIComponent(client.cookie ?? '').replace(/^sid=s:/, '').split('.')[0]
+    const [rows] = await db.pool.query<RowDataPacket[]>('SELECT expires FROM sessions WHERE session_id = ?', [id])
+    return Number(rows[0]?.expires)
+  }
+  const cases: Array<[string, number | null, RegExp, number | undefined]> = [
+    ['shorter', 60000, /; Max-Age=60(;|$)/, 60],
+    ['longer than SESSION_MAX_AGE', 10 * 365 * 24 * 3600000, /; Max-Age=600(;|$)/, 600],
+    ['a browser-session cookie', null, /^(?!.*(Max-Age|Expires)).*$/, undefined]
+  ]
+  for (const [label, maxAge, pattern, storedSeconds] of cases) {
+    const client = new Client(base)
+    const set = await client.request('/my/remember', { method: 'POST', body: { maxAge } })
+    t.match(String(set.headers['set-cookie']), pattern, `${label}: the cookie as the route set it`)
+    if (storedSeconds) t.ok(Math.abs(await storedExpiry(client) - (Date.now() / 1000 + storedSeconds)) < 3, `${label}: the row expires with it`)
+    else t.ok(Math.abs(await storedExpiry(client) - (Date.now() / 1000 + 600)) < 3, `${label}: the row expires after SESSION_MAX_AGE idle`)
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    const renewed = await client.request('/my/whoami')
+    t.match(String(renewed.headers['set-cookie'] ?? 'sid=x'), pattern, `${label}: renewed the same way on a later request`)
+  }
+})

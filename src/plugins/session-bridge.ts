@@ -9,7 +9,7 @@ import { cookieSecure, lifetimePolicy, sessionSecrets } from '../config/config.j
 import { HttpError } from '../http-error.js'
 import { touchIsDue } from '../session/lifetime.js'
 import { SessionEndedError } from '../session/managed-store.js'
-import { applyCookiePolicy, hasOutdatedCookie, isHttps, middlewareStore, type CookiePolicy } from '../session/middleware-store.js'
+import { applyCookiePolicy, hasOutdatedCookie, isHttps, limitCookieLifetime, middlewareStore, type CookiePolicy } from '../session/middleware-store.js'
 import { persistedExpiry, sessionContent } from '../session/persisted.js'
 import type { RequestSession } from '../session/session-data.js'
 
@@ -67,7 +67,7 @@ export default fp(async function sessionBridge (fastify) {
     applyCookiePolicy(req.session.cookie, cookiePolicy, isHttps(req))
   }
 
-  const addMaxAge = maxAgeAdder(config.SESSION_COOKIE_NAME, config.SESSION_MAX_AGE)
+  const addMaxAge = maxAgeAdder(config.SESSION_COOKIE_NAME)
 
   await fastify.register(fastifyExpress)
   fastify.use((req: IncomingMessage & { protocol?: string }, res: ServerResponse, next: (error?: unknown) => void) => {
@@ -96,7 +96,9 @@ export default fp(async function sessionBridge (fastify) {
     if (!current || !snapshot) return
     const modified = current.id !== snapshot.id || sessionContent(current) !== snapshot.hash
     const neverStored = persistedExpiry(current, current.id) === undefined
-    // The idle timeout restarts now (express-session would do it while ending the response).
+    // The idle timeout restarts now (express-session would do it while ending the response), for
+    // no longer than SESSION_MAX_AGE whatever the route set.
+    limitCookieLifetime(current.cookie, cookiePolicy)
     current.touch()
     if (modified || neverStored) {
       if (modified || config.SESSION_SAVE_UNINITIALIZED) await save(request.raw)
@@ -162,13 +164,15 @@ function save (req: IncomingMessage): Promise<void> {
 
 /**
  * express-session writes only `Expires`; the contract promises `Max-Age` too (browsers prefer it,
- * and it does not depend on the client's clock).
+ * and it does not depend on the client's clock). It is the session cookie's own lifetime:
+ * SESSION_MAX_AGE, or the shorter one a route gave it; none for a browser-session cookie.
  */
-function maxAgeAdder (cookieName: string, maxAgeMs: number): (this: ServerResponse) => void {
-  const attribute = `; Max-Age=${Math.floor(maxAgeMs / 1000)}`
+function maxAgeAdder (cookieName: string): (this: ServerResponse) => void {
   return function addMaxAge (this: ServerResponse) {
     const header = this.getHeader('set-cookie')
-    if (header === undefined) return
+    const maxAgeMs = (this.req as IncomingMessage | undefined)?.session?.cookie.originalMaxAge
+    if (header === undefined || typeof maxAgeMs !== 'number') return
+    const attribute = `; Max-Age=${Math.floor(maxAgeMs / 1000)}`
     const cookies = Array.isArray(header) ? header : [String(header)]
     this.setHeader('set-cookie', cookies.map((cookie) =>
       cookie.startsWith(`${cookieName}=`) && !/;\s*Max-Age=/i.test(cookie) ? cookie + attribute : cookie))

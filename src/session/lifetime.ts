@@ -43,7 +43,8 @@ function cappedEnd (session: SessionLike, idleEndMs: number, policy: LifetimePol
 export function storedExpiresSeconds (session: SessionLike, policy: LifetimePolicy, now = Date.now()): number {
   const cookieExpires = session.cookie?.expires
   const cookieEnd = cookieExpires ? new Date(cookieExpires).getTime() : Number.NaN
-  const idleEnd = Number.isFinite(cookieEnd) ? cookieEnd : now + policy.maxAgeMs
+  // Never beyond the configured idle timeout, whatever a route set the cookie to.
+  const idleEnd = Math.min(Number.isFinite(cookieEnd) ? cookieEnd : Infinity, now + policy.maxAgeMs)
   return Math.round(cappedEnd(session, idleEnd, policy, now) / 1000)
 }
 

@@ -31,19 +31,35 @@ export function applyCookiePolicy (cookie: Cookie, policy: CookiePolicy, https: 
   const target = cookie as CookieAttributes
   const secure = policy.secure === 'auto' ? https || target.secure === true : policy.secure
   const sameSite = policy.sameSite === 'none' && !secure ? 'lax' : policy.sameSite
+  const maxAge = allowedMaxAge(target.originalMaxAge, policy.maxAgeMs)
   const changed = target.path !== '/' || target.httpOnly !== true || target.secure !== secure ||
-    target.sameSite !== sameSite || target.originalMaxAge !== policy.maxAgeMs ||
+    target.sameSite !== sameSite || target.originalMaxAge !== maxAge ||
     target.domain !== undefined || target.partitioned !== undefined || target.priority !== undefined
   target.path = '/'
   target.httpOnly = true
   target.secure = secure
   target.sameSite = sameSite
-  // The stored expiry stands until the next touch, which counts from the configured idle timeout.
-  target.originalMaxAge = policy.maxAgeMs
+  // The stored expiry stands until the next touch, which counts from this.
+  target.originalMaxAge = maxAge
   delete target.domain
   delete target.partitioned
   delete target.priority
   return changed
+}
+
+/** Holds a lifetime a route set in this request to what `allowedMaxAge` allows. */
+export function limitCookieLifetime (cookie: Cookie, policy: CookiePolicy): void {
+  cookie.originalMaxAge = allowedMaxAge(cookie.originalMaxAge, policy.maxAgeMs) as number
+}
+
+/**
+ * A route may give its session a shorter lifetime than SESSION_MAX_AGE (express-session's
+ * `req.session.cookie.maxAge = ms`, for example "remember me" off), or make it a browser-session
+ * cookie (`maxAge = null`); never a longer one, and nothing that is not a duration.
+ */
+function allowedMaxAge (stored: unknown, configured: number): number | null {
+  if (stored === null) return null
+  return typeof stored === 'number' && Number.isFinite(stored) && stored > 0 && stored <= configured ? stored : configured
 }
 
 /** Whether express-session's request is over HTTPS, as Express decides it (per TRUST_PROXY). */
