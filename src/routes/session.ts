@@ -64,7 +64,14 @@ export default async function sessionRoutes (fastify: FastifyInstance) {
       summary: `Replace the client's own JSON state (at most ${STATE_MAX_BYTES} bytes serialized)`,
       tags: ['session'],
       body: anyJson,
-      response: { 200: anyJson, 400: errorBody, 413: errorBody, 415: errorBody, ...sessionRouteErrors }
+      response: {
+        200: anyJson,
+        400: errorBody,
+        409: { ...errorBody, description: 'The session ended (logout, revocation) while this request ran; nothing was saved' },
+        413: errorBody,
+        415: errorBody,
+        ...sessionRouteErrors
+      }
     }
   }, async (request) => {
     const current = writableSession(request.raw.session)
