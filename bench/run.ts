@@ -197,6 +197,7 @@ async function measureCleanup (database: Database, project: Target): Promise<voi
     const cleanupMs = Date.now() - started
     instance?.stop()
     const during = await load
+    await store.close()
     await pool.end()
     console.log('| reads | req/s | p50 ms | p99 ms | errors |')
     console.log('| --- | ---: | ---: | ---: | ---: |')

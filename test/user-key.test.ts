@@ -64,21 +64,60 @@ t.test('a table with the old JSON_VALUE user column is upgraded: the column repl
 
   const apps = await Promise.all([1, 2, 3].map(() => build(t, db.env)))
   await Promise.all(apps.map((app) => app.inject({ url: '/health/ready' })))
-  await Promise.all(apps.map(async (app) => { await app.sessionStore.countLive() }))
+  // Listed at once, before the background keying has necessarily run: unkeyed rows are checked too.
+  t.same((await apps[0]!.sessionStore.sessionsOf({ name: 'ann' })).map((session) => session.id).sort(), ['ann-hidden', 'ann-visible'])
   const [columns] = await db.pool.query<RowDataPacket[]>(
     'SELECT column_name AS name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position', [db.name, 'sessions'])
-  t.same(columns.map((column) => column.name), ['session_id', 'expires', 'data', 'user_key'])
-  const [keyed] = await db.pool.query<RowDataPacket[]>('SELECT session_id, user_key FROM sessions ORDER BY session_id')
-  t.same(Object.fromEntries(keyed.map((row) => [row.session_id, row.user_key])), {
+  t.same(columns.map((column) => column.name), ['session_id', 'expires', 'data', 'user_name', 'user_key'], 'the old column stays for old instances in a rolling upgrade')
+  const keys = async () => Object.fromEntries((await db.pool.query<RowDataPacket[]>('SELECT session_id, user_key FROM sessions'))[0].map((row) => [row.session_id, row.user_key]))
+  for (let tries = 0; tries < 50 && Object.values(await keys()).includes(null); tries++) await new Promise((resolve) => setTimeout(resolve, 100))
+  t.same(await keys(), {
     'ann-hidden': userKey({ name: 'ann' }),
     'ann-visible': userKey({ name: 'ann' }),
-    anonymous: null,
+    anonymous: '',
     bob: userKey({ name: 'bob' })
-  })
-  t.same((await apps[0]!.sessionStore.sessionsOf({ name: 'ann' })).map((session) => session.id).sort(), ['ann-hidden', 'ann-visible'])
+  }, 'every row keyed in the background')
+  t.same((await apps[0]!.sessionStore.endSessionsOf({ name: 'ann' })), 2, 'both of ann\'s sessions end')
   for (const app of apps) await app.close()
   await (await build(t, db.env)).close()
-  t.equal((await db.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM sessions'))[0][0]?.n, 4, 'a start on an upgraded table changes nothing')
+  t.equal((await db.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM sessions'))[0][0]?.n, 2, 'a start on an upgraded table changes nothing')
+})
+
+t.test('a large upgraded table is keyed in the background: requests are served meanwhile', async (t) => {
+  const db = await createTestDatabase(t)
+  await (await build(t, db.env)).close()
+  const rows = Array.from({ length: 20000 }, (_, i) => [`old-${i}`, inAnHour(), JSON.stringify({ cookie: cookie(), createdAt: Date.now(), user: { name: `user${i % 100}` } })])
+  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES ?', [rows])
+  const app = await build(t, db.env)
+  const client = new Client(await listen(app))
+  const started = Date.now()
+  const res = await client.request('/session')
+  t.equal(res.status, 200, 'served while 20,000 rows wait for their key')
+  t.ok(Date.now() - started < 1000, `answered in ${Date.now() - started} ms`)
+  t.equal((await app.sessionStore.sessionsOf({ name: 'user7' })).length, 200, 'a user\'s sessions are all listed, keyed or not')
+  for (let tries = 0; tries < 100; tries++) {
+    const [[left]] = await db.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM sessions WHERE user_key IS NULL')
+    if (Number(left?.n) === 0) break
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  const [[unkeyed]] = await db.pool.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM sessions WHERE user_key IS NULL')
+  t.equal(Number(unkeyed?.n), 0, 'and then keyed')
+})
+
+t.test('rows an Express app writes are checked against their data: a user switched in place is neither listed nor ended for the old one', async (t) => {
+  const { db, app } = await serve(t)
+  await app.sessionStore.countLive()
+  const write = async (id: string, name: string, key: string | null) => {
+    await db.pool.query('REPLACE INTO sessions (session_id, expires, data, user_key) VALUES (?, ?, ?, ?)',
+      [id, inAnHour(), JSON.stringify({ cookie: cookie(), createdAt: Date.now(), user: { name } }), key])
+  }
+  // express-mysql-session's upsert leaves user_key as it was: ann's row now holds bob.
+  await write('switched', 'bob', userKey({ name: 'ann' }))
+  await write('anns', 'ann', userKey({ name: 'ann' }))
+  t.same((await app.sessionStore.sessionsOf({ name: 'ann' })).map((session) => session.id), ['anns'], 'not listed for ann')
+  t.equal(await app.sessionStore.endSessionsOf({ name: 'ann' }), 1, 'ann ends only her own')
+  await new Promise((resolve) => setTimeout(resolve, 200)) // the listing repaired the row's key
+  t.same((await app.sessionStore.sessionsOf({ name: 'bob' })).map((session) => session.id), ['switched'], 'listed for bob')
 })
 
 t.test('a row written without its user key (an Express app on the same table) is keyed when it is read', async (t) => {

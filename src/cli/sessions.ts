@@ -54,6 +54,7 @@ async function main (): Promise<void> {
       }
     }
   } finally {
+    await store.close()
     await pool.end()
   }
 }

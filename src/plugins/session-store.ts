@@ -38,6 +38,7 @@ export default fp(async function sessionStorePlugin (fastify) {
   const stopCleanup = scheduleCleanup(store, config.SESSION_CLEANUP_INTERVAL, log)
   fastify.addHook('onClose', async () => {
     await stopCleanup()
+    await store.close()
     await pool.end()
   })
 }, { name: 'session-store', dependencies: ['config', 'metrics'] })

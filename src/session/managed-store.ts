@@ -4,7 +4,7 @@ import type { SessionUser } from './session-data.js'
 /** A live session as the store holds it. */
 export interface StoredSession {
   id: string
-  /** What the row holds; `{}` when it holds nothing a list can show (it is still listed, and can be ended). */
+  /** What the row holds: a session a request could use (rows it could not use are not listed). */
   data: Partial<SessionData>
   /** When the store will consider it expired unless it is used again, in ms since the epoch. */
   expiresAt: number
@@ -29,6 +29,8 @@ export interface ManagedStore extends Store {
   sessionsOf (user: SessionUser): Promise<StoredSession[]>
   /** Ends every session of a user except `keepId`; resolves with how many ended. */
   endSessionsOf (user: SessionUser, keepId?: string): Promise<number>
+  /** Stops the store's background work; the caller ends its pool afterwards. */
+  close (): Promise<void>
 }
 
 export interface CleanupOptions {

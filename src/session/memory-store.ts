@@ -1,16 +1,17 @@
 import expressSession, { type SessionData } from 'express-session'
-import { userKey, userKeyOf } from './identity.js'
+import { userKey } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
 import { SessionEndedError, settle, type Callback, type ManagedStore, type StoredSession } from './managed-store.js'
 import { carryPersisted, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
 import type { SessionUser } from './session-data.js'
 import { parseStoredData, sessionShapeProblem } from './stored-data.js'
+import { storedUserKey } from './user-keys.js'
 
 /** One session as the MySQL store's row holds it: JSON text, expiry in seconds, user key. */
 interface MemoryRow {
   data: string
   expires: number
-  userKey: string | null
+  userKey: string
 }
 
 /**
@@ -26,6 +27,8 @@ export class MemorySessionStore extends expressSession.Store implements ManagedS
   }
 
   async ping (): Promise<void> {}
+
+  async close (): Promise<void> {}
 
   override get (sid: string, callback?: Callback<SessionData | null>) {
     return settle(this.read(sid), callback)
@@ -84,9 +87,8 @@ export class MemorySessionStore extends expressSession.Store implements ManagedS
     return [...this.rows].flatMap(([id, row]) => {
       if (row.userKey !== key || !isLive(row.expires, now)) return []
       const data = parseStoredData(row.data)
-      const usable = data && sessionShapeProblem(data) === undefined ? data as Partial<SessionData> : {}
-      if (isPastAbsoluteTimeout(usable, this.policy, now)) return []
-      return [{ id, data: usable, expiresAt: row.expires * 1000 }]
+      if (!data || sessionShapeProblem(data) !== undefined || isPastAbsoluteTimeout(data, this.policy, now)) return []
+      return [{ id, data: data as Partial<SessionData>, expiresAt: row.expires * 1000 }]
     })
   }
 
@@ -119,7 +121,7 @@ export class MemorySessionStore extends expressSession.Store implements ManagedS
     if (isUnchangedSince(sid, session, this.policy)) return
     if (persistedExpiry(session, sid) !== undefined && !this.rows.has(sid)) throw new SessionEndedError()
     const expires = storedExpiresSeconds(session, this.policy)
-    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: userKeyOf(session) })
+    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: storedUserKey(session) })
     markPersisted(session, sid, expires, sessionContent(session))
   }
 

@@ -2,18 +2,19 @@ import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import expressSession, { type SessionData } from 'express-session'
 import type { ExecuteValues, Pool as CorePool, PoolConnection as CoreConnection } from 'mysql2'
-import { escapeId, type Pool, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
+import { escapeId, type Pool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 import type { FastifyBaseLogger } from 'fastify'
 import { lifetimePolicy, type Config } from '../config/config.js'
 import { createSessionPool } from './mysql-pool.js'
-import { userKey, userKeyOf } from './identity.js'
+import { userKey } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, nowSeconds, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
 import { SessionEndedError, settle, type Callback, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
 import { carryPersisted, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
 import type { SessionUser } from './session-data.js'
 import { parseStoredData, sessionFingerprint, sessionShapeProblem } from './stored-data.js'
-import { withDeadline } from './store-errors.js'
+import { scrubDatabaseError, withDeadline } from './store-errors.js'
 import { createOrUpgradeTable } from './table.js'
+import { keyUnkeyedRows, storedUserKey } from './user-keys.js'
 
 const CLEANUP_BATCH = 2000
 const CLEANUP_QUERY_TIMEOUT_MS = 30000
@@ -56,6 +57,7 @@ interface SessionRow extends RowDataPacket {
   /** Text, or an object when the column is of JSON type (mysql2 parses those). */
   data: unknown
   expires: number
+  /** '' for an anonymous session, NULL for a row another writer wrote (see table.ts). */
   user_key: string | null
 }
 
@@ -80,9 +82,11 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
   private readonly pool: Pool
   private readonly log: FastifyBaseLogger
   private readonly settings: MysqlSessionStoreOptions
-  private readonly sql: Record<'select' | 'upsert' | 'update' | 'touch' | 'destroy' | 'setUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
+  private readonly sql: Record<'select' | 'upsert' | 'update' | 'touch' | 'destroy' | 'repairUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
   private readonly cleanupLock: string
   private schemaReady: Promise<void> | undefined
+  private readonly closing = new AbortController()
+  private startupKeying: Promise<unknown> | undefined
 
   constructor (settings: MysqlSessionStoreOptions) {
     super()
@@ -98,12 +102,12 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
       update: `UPDATE ${table} SET expires = ?, data = ?, user_key = ? WHERE session_id = ?`,
       touch: `UPDATE ${table} SET expires = ? WHERE session_id = ?`,
       destroy: `DELETE FROM ${table} WHERE session_id = ?`,
-      setUserKey: `UPDATE ${table} SET user_key = ? WHERE session_id = ?`,
+      repairUserKey: `UPDATE ${table} SET user_key = ? WHERE session_id = ? AND user_key <=> ?`,
       cleanup: `DELETE FROM ${table} WHERE expires <= ? LIMIT ${CLEANUP_BATCH}`,
       live: `SELECT session_id, data, expires FROM ${table} WHERE expires > ?`,
-      // Both through idx_user_key.
-      ofUser: `SELECT session_id, data, expires FROM ${table} WHERE user_key = ? AND expires > ?`,
-      endOfUser: `DELETE FROM ${table} WHERE user_key = ? AND session_id <> ?`,
+      // Both through idx_user_key (ref_or_null): the user's rows, and rows no one has keyed yet.
+      ofUser: `SELECT session_id, data, expires, user_key FROM ${table} WHERE (user_key = ? OR user_key IS NULL) AND expires > ?`,
+      endOfUser: `SELECT session_id, data, expires, user_key FROM ${table} WHERE (user_key = ? OR user_key IS NULL) AND session_id <> ?`,
       // A range over idx_expires.
       countLive: `SELECT COUNT(*) AS n FROM ${table} WHERE expires > ?`,
       clear: `DELETE FROM ${table}`
@@ -111,13 +115,26 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
     this.cleanupLock = cleanupLockName(settings.database, settings.table)
   }
 
-  /** Creates or upgrades the table once; after a failure the next operation tries again. */
+  /**
+   * Creates or upgrades the table once; after a failure the next operation tries again. Rows that
+   * have no user key yet (an upgraded table's) are keyed in the background meanwhile.
+   */
   prepare (): Promise<void> {
-    this.schemaReady ??= createOrUpgradeTable(this.pool, this.settings.table).catch((error: unknown) => {
+    this.schemaReady ??= createOrUpgradeTable(this.pool, this.settings.table).then(() => {
+      this.startupKeying = this.keyUnkeyedSessions().catch((error: unknown) => {
+        this.log.warn({ err: scrubDatabaseError(error) }, 'could not key existing sessions by user; the next cleanup tries again')
+      })
+    }, (error: unknown) => {
       this.schemaReady = undefined
       throw error
     })
     return this.schemaReady
+  }
+
+  /** Stops background work (the keying of an upgraded table) before the pool is ended. */
+  async close (): Promise<void> {
+    this.closing.abort()
+    await this.startupKeying
   }
 
   /** A protocol-level COM_PING: it proves the server answers without running a statement. */
@@ -164,7 +181,29 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
     return session
   }
 
+  /**
+   * Removes expired rows in batches, then keys rows another writer left without a user key, one
+   * instance at a time. Resolves with how many rows went (0 when another instance holds the lock).
+   */
   async cleanupExpired (options: CleanupOptions = {}): Promise<number> {
+    const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal
+    const removed = await this.withMaintenanceLock(async (connection) => {
+      const removed = await this.deleteExpired(connection, signal)
+      if (!signal.aborted) await this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, signal))
+      return removed
+    })
+    return removed ?? 0
+  }
+
+  /** Keys the rows that have no user key (see user-keys.ts), unless another instance is maintaining the table. */
+  private async keyUnkeyedSessions (): Promise<number> {
+    const keyed = await this.withMaintenanceLock((connection) => this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, this.closing.signal)))
+    if (keyed) this.log.info({ keyed }, 'keyed existing sessions by user')
+    return keyed ?? 0
+  }
+
+  /** Runs `work` under the table's maintenance lock on a connection of its own; undefined when another instance holds it. */
+  private async withMaintenanceLock<T> (work: (connection: PoolConnection) => Promise<T>): Promise<T | undefined> {
     await this.prepare()
     const connection = await withDeadline('cleanup connection', this.settings.deadlineMs, async (deadline) => {
       const connection = await this.pool.getConnection()
@@ -174,29 +213,9 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
     })
     try {
       const [[lock]] = await this.timed('cleanup lock', () => connection.query<RowDataPacket[]>('SELECT GET_LOCK(?, 0) AS acquired', [this.cleanupLock]))
-      if (lock?.acquired !== 1) return 0
+      if (lock?.acquired !== 1) return undefined
       try {
-        let removed = 0
-        for (;;) {
-          // Applies to the next statement only. At the default REPEATABLE READ a batch that walks the
-          // table (the optimizer's choice when most rows are expired) locks the gaps between live
-          // rows too, and a new session whose id falls there waits for the whole batch.
-          const batchStarted = Date.now()
-          const [result] = await this.timed('cleanup', async () => {
-            await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
-            return await connection.query<ResultSetHeader>({
-              sql: this.sql.cleanup,
-              values: [nowSeconds()],
-              timeout: CLEANUP_QUERY_TIMEOUT_MS
-            })
-          })
-          removed += result.affectedRows
-          if (result.affectedRows < CLEANUP_BATCH || options.signal?.aborted) return removed
-          // Rest as long as the batch took: the cleanup gets at most half of one database thread, so
-          // reads keep their latency while a million expired rows go (docs/benchmarks.md).
-          await sleep(Date.now() - batchStarted, undefined, { signal: options.signal }).catch(() => {})
-          if (options.signal?.aborted) return removed
-        }
+        return await work(connection)
       } finally {
         // Bounded, so a stalled database cannot hold up shutdown here.
         await connection.query({ sql: 'DO RELEASE_LOCK(?)', values: [this.cleanupLock], timeout: this.settings.deadlineMs })
@@ -206,28 +225,72 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
     }
   }
 
+  private async deleteExpired (connection: PoolConnection, signal: AbortSignal): Promise<number> {
+    let removed = 0
+    for (;;) {
+      // Applies to the next statement only. At the default REPEATABLE READ a batch that walks the
+      // table (the optimizer's choice when most rows are expired) locks the gaps between live
+      // rows too, and a new session whose id falls there waits for the whole batch.
+      const batchStarted = Date.now()
+      const [result] = await this.timed('cleanup', async () => {
+        await connection.query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED')
+        return await connection.query<ResultSetHeader>({
+          sql: this.sql.cleanup,
+          values: [nowSeconds()],
+          timeout: CLEANUP_QUERY_TIMEOUT_MS
+        })
+      })
+      removed += result.affectedRows
+      if (result.affectedRows < CLEANUP_BATCH || signal.aborted) return removed
+      // Rest as long as the batch took: the cleanup gets at most half of one database thread, so
+      // reads keep their latency while a million expired rows go (docs/benchmarks.md).
+      await sleep(Date.now() - batchStarted, undefined, { signal }).catch(() => {})
+      if (signal.aborted) return removed
+    }
+  }
+
   async countLive (): Promise<number> {
     const [rows] = await this.run('count', (connection) => statement<RowDataPacket[]>(connection, 'execute', this.sql.countLive, [nowSeconds()]))
     return Number(rows[0]?.n)
   }
 
+  /**
+   * The user's live sessions: rows keyed to the user, and rows no one has keyed yet, each checked
+   * against the user its data names (the data is what a request would use). A row whose key and
+   * data disagree, or that has no key, is keyed from its data meanwhile.
+   */
   async sessionsOf (user: SessionUser): Promise<StoredSession[]> {
     const now = Date.now()
+    const key = userKey(user)
     // On the connection run() holds: taking a second one from the pool while holding the first
     // deadlocks the pool once ten of these run at once.
-    const [rows] = await this.run('list', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.ofUser, [userKey(user), nowSeconds(now)]))
-    return rows.flatMap((row) => {
-      const data = parseStoredData(row.data)
-      // The key says whose it is: a row whose data cannot be shown is still listed, so it can be ended.
-      const usable = data && sessionShapeProblem(data) === undefined ? data as Partial<SessionData> : {}
-      if (isPastAbsoluteTimeout(usable, this.settings.lifetime, now)) return []
-      return [{ id: row.session_id, data: usable, expiresAt: row.expires * 1000 }]
+    const [rows] = await this.run('list', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.ofUser, [key, nowSeconds(now)]))
+    return this.usableRowsOf(rows, key).flatMap(({ row, data }) => {
+      if (isPastAbsoluteTimeout(data, this.settings.lifetime, now)) return []
+      return [{ id: row.session_id, data, expiresAt: row.expires * 1000 }]
     })
   }
 
   async endSessionsOf (user: SessionUser, keepId = ''): Promise<number> {
-    const [result] = await this.run('end sessions', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.endOfUser, [userKey(user), keepId]))
-    return result.affectedRows
+    const key = userKey(user)
+    return await this.run('end sessions', async (connection) => {
+      const [rows] = await statement<SessionRow[]>(connection, 'execute', this.sql.endOfUser, [key, keepId])
+      const ids = this.usableRowsOf(rows, key).map(({ row }) => row.session_id)
+      if (ids.length === 0) return 0
+      const [result] = await statement<ResultSetHeader>(connection, 'query', `DELETE FROM ${escapeId(this.settings.table)} WHERE session_id IN (?)`, [ids])
+      return result.affectedRows
+    })
+  }
+
+  /** The rows a request could use as a session of the user with this key; repairs the keys of the others it read. */
+  private usableRowsOf (rows: SessionRow[], key: string): Array<{ row: SessionRow, data: SessionData }> {
+    return rows.flatMap((row) => {
+      const data = parseStoredData(row.data)
+      const dataKey = storedUserKey(data)
+      if (dataKey !== row.user_key) this.repairUserKey(row.session_id, row.user_key, dataKey)
+      if (!data || dataKey !== key || sessionShapeProblem(data) !== undefined) return []
+      return [{ row, data: data as unknown as SessionData }]
+    })
   }
 
   /**
@@ -251,19 +314,21 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
       this.forget(sid)
       return null
     }
-    const key = userKeyOf(data)
-    if (key !== row.user_key) await this.repairUserKey(sid, key)
+    const key = storedUserKey(data)
+    if (key !== row.user_key) this.repairUserKey(sid, row.user_key, key)
     markPersisted(data, sid, row.expires)
     return data as unknown as SessionData
   }
 
   /**
-   * A row whose user_key does not match its user was written by something other than this store
-   * (an Express app on the same table, a hand edit): key it now, so its user's list and revocations
-   * find it. Costs a query only for such rows.
+   * A row whose user_key does not match its data was written by something other than this store
+   * (an Express app on the same table, a hand edit): key it, so its user's list and revocations
+   * find it by the index. Costs a query only for such rows, and nobody waits for it; it changes
+   * nothing if a save rewrote the key meanwhile.
    */
-  private async repairUserKey (sid: string, key: string | null): Promise<void> {
-    await this.run('repair user key', (connection) => statement(connection, 'execute', this.sql.setUserKey, [key, sid]))
+  private repairUserKey (sid: string, found: string | null, key: string): void {
+    this.run('repair user key', (connection) => statement(connection, 'execute', this.sql.repairUserKey, [key, sid, found]))
+      .catch((error: unknown) => { this.log.warn({ err: error }, 'could not repair a session\'s user key; the next cleanup does') })
   }
 
   private async liveSessions (): Promise<Record<string, SessionData>> {
@@ -287,7 +352,7 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
     if (isUnchangedSince(sid, session, policy)) return
     const expires = storedExpiresSeconds(session, policy)
     const data = JSON.stringify(session)
-    const key = userKeyOf(session)
+    const key = storedUserKey(session)
     if (persistedExpiry(session, sid) === undefined) {
       await this.run('insert', (connection) => statement(connection, 'execute', this.sql.upsert, [sid, expires, data, key]))
     } else {

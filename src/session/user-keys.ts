@@ -1,0 +1,42 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { escapeId, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
+import { userKeyOf } from './identity.js'
+import { nowSeconds } from './lifetime.js'
+import { parseStoredData } from './stored-data.js'
+
+const KEYING_BATCH = 1000
+
+/** The user_key the store writes for stored data: the user's key, '' for anonymous or unreadable data. */
+export function storedUserKey (data: { user?: unknown } | undefined): string {
+  return (data && userKeyOf(data)) ?? ''
+}
+
+/**
+ * Writes user_key for live rows that have none: rows of a table just upgraded, and rows another
+ * writer (an Express app sharing the table) inserted since. Read in JavaScript like every session,
+ * so nothing the data holds can hide its user. One UPDATE per batch; a row keyed meanwhile (by a
+ * save, or another instance) is left as it is. Resolves with how many rows it keyed.
+ */
+export async function keyUnkeyedRows (connection: PoolConnection, table: string, signal?: AbortSignal): Promise<number> {
+  const name = escapeId(table)
+  let keyed = 0
+  let after = ''
+  while (!signal?.aborted) {
+    const started = Date.now()
+    const [rows] = await connection.query<RowDataPacket[]>(
+      `SELECT session_id, data FROM ${name} WHERE user_key IS NULL AND expires > ? AND session_id > ? ORDER BY session_id LIMIT ${KEYING_BATCH}`,
+      [nowSeconds(), after])
+    if (rows.length === 0) return keyed
+    const keys = rows.map((row) => [String(row.session_id), storedUserKey(parseStoredData(row.data))] as const)
+    const [result] = await connection.query<ResultSetHeader>(
+      `UPDATE ${name} SET user_key = CASE session_id ${keys.map(() => 'WHEN ? THEN ?').join(' ')} END
+        WHERE session_id IN (?) AND user_key IS NULL`,
+      [...keys.flat(), keys.map(([id]) => id)])
+    keyed += result.affectedRows
+    if (rows.length < KEYING_BATCH) return keyed
+    after = keys[keys.length - 1]![0]
+    // Rest as long as the batch took, as the cleanup does: reads keep their latency meanwhile.
+    await sleep(Date.now() - started, undefined, { signal }).catch(() => {})
+  }
+  return keyed
+}
