@@ -33,6 +33,14 @@ async function consumerRoutes (scope: FastifyInstance) {
     session.remembered = true
     return { ok: true }
   })
+  // A JSON copy of the whole session, cookie included, assigned back after regenerate().
+  scope.post('/my/login-json-whole', async (request) => {
+    const session = request.raw.session!
+    const kept = JSON.parse(JSON.stringify(session)) as Record<string, unknown>
+    await promisify(session.regenerate.bind(session))()
+    Object.assign(request.raw.session!, kept, { user: { name: 'whole' } })
+    return { ok: true }
+  })
   scope.post('/my/cart', async (request) => {
     const session = request.raw.session! as typeof request.raw.session & { cart?: number[] }
     session.cart = [...(session.cart ?? []), session.cart?.length ?? 0]
@@ -58,12 +66,13 @@ for (const store of ['mysql', 'memory'] as const) {
     const db = store === 'mysql' ? await createTestDatabase(t) : undefined
     const app = await build(t, db?.env ?? { SESSION_HOST: undefined }, { sessionRoutes: consumerRoutes })
     const base = await listen(app)
-    for (const path of ['/my/login', '/my/login-json']) {
+    for (const path of ['/my/login', '/my/login-json', '/my/login-json-whole']) {
       const client = new Client(base)
       t.same((await client.request('/my/cart', { method: 'POST', body: {} })).json(), { cart: [0] })
       const anonymous = client.cookie
       const login = await client.request(path, { method: 'POST', body: { name: 'ann' } })
       t.equal(login.status, 200, `${path}: 200`)
+      t.match(String(login.headers['set-cookie']), /^sid=s%3A[^;]+; Path=\/; Expires=[^;]+; HttpOnly; SameSite=Lax; Max-Age=2628000$/, `${path}: the cookie with every configured attribute`)
       t.not(client.cookie, anonymous, `${path}: a new session id`)
       const me = (await client.request('/my/whoami')).json()
       t.same(me.cart, [0], `${path}: the copied data is there on the next request`)
@@ -75,7 +84,7 @@ for (const store of ['mysql', 'memory'] as const) {
     }
     if (db) {
       const [rows] = await db.pool.query<RowDataPacket[]>("SELECT COUNT(*) AS n FROM sessions WHERE user_key <> ''")
-      t.equal(Number(rows[0]?.n), 2, 'both rows are keyed to their user')
+      t.equal(Number(rows[0]?.n), 3, 'every logged-in row is keyed to its user')
     }
   })
 

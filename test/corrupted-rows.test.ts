@@ -30,7 +30,8 @@ const corruptedRows: Array<[string, string | null]> = [
   ['a createdAt beyond the date range', JSON.stringify({ cookie, createdAt: 1e300, user })],
   ['an originalMaxAge that is not a number', JSON.stringify({ cookie: { ...cookie, originalMaxAge: 'x' }, user })],
   ['a cookie expiry beyond the date range', JSON.stringify({ cookie: { ...cookie, expires: 1e300 }, user })],
-  ['a userAgent that is an object', JSON.stringify({ cookie, createdAt: 1, user, userAgent: { evil: true } })]
+  ['a userAgent that is an object', JSON.stringify({ cookie, createdAt: 1, user, userAgent: { evil: true } })],
+  ['a state nested 20,000 levels deep', `{"cookie":${JSON.stringify(cookie)},"createdAt":1,"state":${'['.repeat(20000)}${']'.repeat(20000)}}`]
 ]
 
 async function setUp (t: Test) {

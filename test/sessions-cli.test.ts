@@ -83,8 +83,22 @@ t.test('a database that does not answer: one line, no stack, exit 1, quickly', a
   t.ok(exit.ms < 10000, `gave up in ${exit.ms} ms`)
 })
 
+t.test('revoke-user --issuer: a provider\'s user of the same name is another user', async (t) => {
+  const { db, devices, env } = await withUsers(t)
+  const provider = { name: 'ann', iss: 'https://idp.example', sub: 'sub-1' }
+  const expires = now() + 3600
+  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)',
+    ['sso-ann', expires, JSON.stringify({ cookie: { originalMaxAge: 3600000, expires: new Date(expires * 1000).toISOString() }, createdAt: Date.now(), user: provider })])
+  const exit = await sessions(env, 'revoke-user', 'ann', '--issuer', 'https://idp.example', '--subject', 'sub-1')
+  t.equal(exit.code, 0, exit.stderr)
+  t.equal(lastLine(exit.stdout), '1 sessions of ann ended')
+  t.equal((await devices[0].request('/session')).json().user?.name, 'ann', 'the local ann is still logged in')
+  const [rows] = await db.pool.query<RowDataPacket[]>('SELECT 1 FROM sessions WHERE session_id = ?', ['sso-ann'])
+  t.equal(rows.length, 0, 'the provider\'s ann is not')
+})
+
 t.test('an unknown command, a missing NAME or an unknown option: usage on stderr, exit 2', async (t) => {
-  for (const args of [[], ['frob'], ['list-user'], ['count', 'extra'], ['count', '--all']]) {
+  for (const args of [[], ['frob'], ['list-user'], ['count', 'extra'], ['count', '--all'], ['revoke-user', 'ann', '--subject', 'x']]) {
     const exit = await sessions({}, ...args)
     t.equal(exit.code, 2, args.join(' ') || '(nothing)')
     t.match(exit.stderr, /^usage: npm run sessions -- <command>\n/)

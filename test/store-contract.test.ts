@@ -73,6 +73,21 @@ for (const [kind, open] of Object.entries(stores)) {
     t.same(await call((done) => store.get('never-stored', done)), { ...data }, 'set after touch inserted it')
   })
 
+  t.test(`${kind}: rewriting an unchanged session never overwrites another request's write`, async (t) => {
+    const { store } = await open(t)
+    const data = { cookie: { originalMaxAge: 60000, expires: new Date(Date.now() + 60000).toISOString() }, v: 'original' }
+    await call<void>((done) => store.set('contended', data as unknown as SessionData, done))
+    const readBySlowRequest = await call<SessionData | null>((done) => store.get('contended', done)) as SessionData
+    const written = { ...data, v: 'written meanwhile' }
+    await call<void>((done) => store.set('contended', written as unknown as SessionData, done))
+    await store.rewriteUnchanged('contended', readBySlowRequest)
+    t.same(await call((done) => store.get('contended', done)), written, 'the other write stands')
+    const again = await call<SessionData | null>((done) => store.get('contended', done)) as SessionData & { extra?: boolean }
+    again.extra = true
+    await store.rewriteUnchanged('contended', again)
+    t.same(await call((done) => store.get('contended', done)), { ...written, extra: true }, 'with nothing in between, the rewrite is stored')
+  })
+
   t.test(`${kind}: all, length and get agree on what is expired`, async (t) => {
     const { store, setExpires } = await open(t)
     const live = { cookie: { originalMaxAge: 60000, expires: new Date(Date.now() + 60000).toISOString() }, live: true }
@@ -91,6 +106,16 @@ for (const [kind, open] of Object.entries(stores)) {
     t.same(Object.keys(all).sort(), readable.sort(), 'all() returns what get() returns')
     t.equal(length, readable.length, 'length() counts what get() returns')
     t.equal(await store.countLive(), readable.length, 'the live-sessions gauge agrees')
+    // A row written before an absolute timeout was configured: live by its expiry, past by its data.
+    if (setExpires) {
+      const { store: strict, setExpires: setStrictExpires } = await open(t, { SESSION_ABSOLUTE_TIMEOUT: '60000' })
+      const old = { cookie: { originalMaxAge: 60000, expires: new Date(Date.now() + 60000).toISOString() }, createdAt: Date.now() - 120000 }
+      await call<void>((done) => strict.set('created-long-ago', old as unknown as SessionData, done))
+      await setStrictExpires?.('created-long-ago', Math.floor(Date.now() / 1000) + 3600)
+      t.equal(await call((done) => strict.get('created-long-ago', done)), null, 'past the absolute timeout: get() has none')
+      t.same(await call<Record<string, unknown>>((done) => strict.all?.(done as never)), {}, 'nor all()')
+      t.equal(await call<number>((done) => strict.length?.(done)), 0, 'nor length()')
+    }
     await call<void>((done) => store.clear?.(done))
     t.equal(await call<number>((done) => store.length?.(done)), 0, 'clear() empties it')
   })

@@ -58,3 +58,22 @@ t.test('SameSite=None with SESSION_COOKIE_SECURE=auto: Lax over plain HTTP (brow
   t.match(https, /SameSite=None/)
   t.match(https, /; Secure/)
 })
+
+t.test('stored cookie keys express-session would copy onto its Cookie (a maxAge that is not a number, a serialize) are ignored', async (t) => {
+  const { db, base } = await serve(t, { SESSION_TOUCH_AFTER: '1000' })
+  for (const [id, extra] of [['bad-max-age', { maxAge: 'x' }], ['shadowed-serialize', { serialize: 1, data: 2 }]] as const) {
+    const stored = { cookie: { originalMaxAge: 3600000, expires: new Date(Date.now() + 3600000).toISOString(), ...extra }, createdAt: Date.now(), state: { id } }
+    await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', [id, inAnHour(), JSON.stringify(stored)])
+    const res = await httpRequest(`${base}/session`, { headers: { cookie: signedCookie(id, baseEnv.SESSION_SECRET as string) } })
+    t.equal(res.status, 200, `${id}: 200`)
+    t.same(res.json().state, { id }, `${id}: the session is read`)
+  }
+})
+
+t.test('logout with SameSite=None and SESSION_COOKIE_SECURE=auto over plain HTTP clears the cookie with a SameSite browsers keep', async (t) => {
+  const { client } = await serve(t, { SESSION_COOKIE_SAMESITE: 'none', SESSION_COOKIE_SECURE: 'auto' })
+  await client.request('/session')
+  const res = await client.request('/session/logout', { method: 'POST' })
+  t.equal(res.status, 204)
+  t.match(String(res.headers['set-cookie']), /^sid=; .*Max-Age=0; HttpOnly; SameSite=Lax$/)
+})

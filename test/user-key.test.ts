@@ -12,7 +12,7 @@ const users = { ann: 'correct horse', bob: 'battery staple' }
 // MariaDB's JSON_VALUE answers NULL, without a warning, for a lone surrogate escape or about 31
 // levels of nesting anywhere before the path it looks for: the old generated user column did.
 const nested = (depth: number, inner: string): string => depth === 0 ? inner : `{"a":${nested(depth - 1, inner)}}`
-const hidingState = `{"hide":"\\ud800","deep":${nested(30, '1')}}`
+const hidingState = `{"hide":"\\ud800","deep":${nested(28, '1')}}`
 
 async function loggedIn (base: string, name: keyof typeof users, state?: string): Promise<Client> {
   const client = new Client(base)
@@ -147,6 +147,11 @@ t.test('a JSON data column (express-mysql-session documents one) reads and write
   t.equal((await client.request('/session/state', { method: 'PUT', body: { cart: [3] } })).status, 200, 'written')
   t.same((await client.request('/session')).json().state, { cart: [3] }, 'and read back again')
   t.equal((await app.sessionStore.sessionsOf({ name: 'ann' })).length, 1, 'listed for its user')
+  t.equal((await client.request('/session/state', { method: 'PUT', body: '['.repeat(30) + ']'.repeat(30) })).status, 200, 'the deepest state allowed fits the JSON column')
+  const refused = await client.request('/session/state', { method: 'PUT', body: '{"x":"\\ud800"}' })
+  t.equal(refused.status, 400, 'a lone surrogate, which MariaDB\'s JSON check refuses, is the client\'s 400, not a 503')
+  t.notOk(refused.headers['set-cookie'], 'and sets no cookie')
+  t.match((await client.request('/session')).json(), { authenticated: true }, 'the session is still there')
   const fresh = new Client(client.base)
   await loginAs(fresh, 'bob', users.bob)
   t.match((await fresh.request('/session')).json(), { authenticated: true, user: { name: 'bob' } }, 'a new session in a JSON column')

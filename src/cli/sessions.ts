@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util'
 import { pino } from 'pino'
 import { ConfigError, loadConfig, usesDatabase } from '../config/config.js'
 import { createMysqlStore } from '../session/mysql-store.js'
+import type { SessionUser } from '../session/session-data.js'
 import { StoreUnavailableError } from '../session/store-errors.js'
 import { summarizeSessions } from '../session/summaries.js'
 
@@ -11,7 +12,10 @@ const USAGE = `usage: npm run sessions -- <command>
   count              how many sessions have not expired (the number alone on the last line)
   prune              delete the expired sessions, in batches, and say how many went
   revoke-user NAME   end every session of a user, and say how many ended
-  list-user NAME     one JSON line per session of a user: handle, createdAt, lastSeenAt, userAgent, ip`
+  list-user NAME     one JSON line per session of a user: handle, createdAt, lastSeenAt, userAgent, ip
+options for revoke-user and list-user:
+  --issuer URL       a user of that identity provider (OIDC_ISSUER); without it, a local (htpasswd) user
+  --subject SUB      with --issuer: the provider's subject, when it is not NAME`
 
 // An operator may wait longer than a request's 1.2 s for a large user; connecting stays bounded
 // by the pool's own 1 s connect timeout, so an unreachable database still fails at once.
@@ -22,17 +26,24 @@ class UsageError extends Error {}
 /** host:port of the database, for the error line, once the configuration is read. */
 let database = ''
 
-function parseCommand (): { command: string, name?: string } {
-  const { positionals } = parseArgs({ allowPositionals: true, args: process.argv.slice(2) })
+function parseCommand (): { command: string, user?: SessionUser } {
+  const { positionals, values } = parseArgs({
+    allowPositionals: true,
+    args: process.argv.slice(2),
+    options: { issuer: { type: 'string' }, subject: { type: 'string' } }
+  })
   const [command, name, ...rest] = positionals
-  if (rest.length > 0) throw new UsageError()
-  if ((command === 'count' || command === 'prune') && name === undefined) return { command }
-  if ((command === 'revoke-user' || command === 'list-user') && name) return { command, name }
+  if (rest.length > 0 || (values.subject !== undefined && values.issuer === undefined)) throw new UsageError()
+  if ((command === 'count' || command === 'prune') && name === undefined && values.issuer === undefined) return { command }
+  if ((command === 'revoke-user' || command === 'list-user') && name) {
+    // The same (issuer, subject) the store keys sessions by (identity.ts).
+    return { command, user: values.issuer === undefined ? { name } : { name, iss: values.issuer, sub: values.subject ?? name } }
+  }
   throw new UsageError()
 }
 
 async function main (): Promise<void> {
-  const { command, name } = parseCommand()
+  const { command, user } = parseCommand()
   const { config } = loadConfig()
   if (!usesDatabase(config)) {
     throw new ConfigError('npm run sessions needs the database: set SESSION_HOST, SESSION_USER and SESSION_DATABASE as for the server (the in-memory store lives only inside a server process)')
@@ -47,9 +58,9 @@ async function main (): Promise<void> {
       // The server's cleanup, under the same lock: 0 also when an instance is cleaning right now.
       print(`${await store.cleanupExpired()} expired sessions removed`)
     } else if (command === 'revoke-user') {
-      print(`${await store.endSessionsOf({ name: name as string })} sessions of ${name} ended`)
+      print(`${await store.endSessionsOf(user as SessionUser)} sessions of ${user?.name} ended`)
     } else {
-      for (const { id, createdAt, lastSeenAt, userAgent, ip } of summarizeSessions(await store.sessionsOf({ name: name as string }), config)) {
+      for (const { id, createdAt, lastSeenAt, userAgent, ip } of summarizeSessions(await store.sessionsOf(user as SessionUser), config)) {
         print(JSON.stringify({ handle: id, createdAt, lastSeenAt, userAgent, ip }))
       }
     }

@@ -8,7 +8,7 @@ import onHeaders from 'on-headers'
 import { cookieSecure, lifetimePolicy, sessionSecrets } from '../config/config.js'
 import { HttpError } from '../http-error.js'
 import { touchIsDue } from '../session/lifetime.js'
-import { SessionEndedError } from '../session/managed-store.js'
+import { SessionEndedError, SessionRejectedError } from '../session/managed-store.js'
 import { applyCookiePolicy, hasOutdatedCookie, isHttps, limitCookieLifetime, middlewareStore, type CookiePolicy } from '../session/middleware-store.js'
 import { persistedExpiry, sessionContent } from '../session/persisted.js'
 import type { RequestSession } from '../session/session-data.js'
@@ -96,16 +96,24 @@ export default fp(async function sessionBridge (fastify) {
     if (!current || !snapshot) return
     const modified = current.id !== snapshot.id || sessionContent(current) !== snapshot.hash
     const neverStored = persistedExpiry(current, current.id) === undefined
+    // A route that assigned a JSON copy of a session (`Object.assign(req.session, JSON.parse(...))`)
+    // replaced its Cookie with a plain object, which express-session would serialize with no
+    // attributes at all: rebuild it, attributes from the configuration.
+    if (!(current.cookie instanceof session.Cookie)) current.cookie = rebuiltCookie(current.cookie, cookiePolicy, isHttps(request.raw))
     // The idle timeout restarts now (express-session would do it while ending the response), for
     // no longer than SESSION_MAX_AGE whatever the route set.
     limitCookieLifetime(current.cookie, cookiePolicy)
     current.touch()
     if (modified || neverStored) {
       if (modified || config.SESSION_SAVE_UNINITIALIZED) await save(request.raw)
-    } else if (config.SESSION_RESAVE || hasOutdatedCookie(current)) {
-      // An outdated cookie (its stored attributes are not the configured ones) is sent again now,
-      // and the row rewritten with the configured ones, so this happens once.
+    } else if (config.SESSION_RESAVE) {
       await save(request.raw)
+      renewCookie(reply, current, request.protocol)
+    } else if (hasOutdatedCookie(current)) {
+      // An outdated cookie (its stored attributes are not the configured ones) is sent again now,
+      // and the row rewritten with the configured ones, so this happens once; never over another
+      // request's write, and without the answer waiting.
+      store.rewriteUnchanged(current.id, current as SessionData).catch(() => {})
       renewCookie(reply, current, request.protocol)
     } else {
       // The store rewrites the expiry without making the answer wait (a failure is logged), and the
@@ -147,18 +155,26 @@ export default fp(async function sessionBridge (fastify) {
   }
 }, { name: 'session-bridge', dependencies: ['config', 'session-store'] })
 
+/** A Cookie for what a plain object says of the expiry, every attribute from the policy. */
+function rebuiltCookie (plain: unknown, policy: CookiePolicy, https: boolean): session.Cookie {
+  const stored = (typeof plain === 'object' && plain !== null ? plain : {}) as Record<string, unknown>
+  const cookie = new session.Cookie()
+  applyCookiePolicy(cookie, policy, https, stored)
+  return cookie
+}
+
 /**
  * Session#save, awaited (promisify would build a new function on every request). A session that
  * logout or a revocation ended while this request ran is not written back, and the answer says so
- * (409) without a cookie that names the ended session.
+ * (409); data the database refuses is a 400. Either way no cookie names a session not written.
  */
 function save (req: IncomingMessage): Promise<void> {
   const current = req.session as RequestSession
   return new Promise((resolve, reject) => current.save((error?: unknown) => {
     if (!error) return resolve()
-    if (!(error instanceof SessionEndedError)) return reject(error)
+    if (!(error instanceof SessionEndedError || error instanceof SessionRejectedError)) return reject(error)
     delete req.session
-    reject(new HttpError(409, error.message))
+    reject(new HttpError(error.statusCode, error.message))
   }))
 }
 

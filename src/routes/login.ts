@@ -129,7 +129,9 @@ export async function endCurrentSession (request: { raw: IncomingMessage, protoc
   const session = request.raw.session
   if (session) await promisify(session.destroy.bind(session))()
   const secure = cookieSecure(config) === true || (cookieSecure(config) === 'auto' && request.protocol === 'https')
-  const sameSite = config.SESSION_COOKIE_SAMESITE.charAt(0).toUpperCase() + config.SESSION_COOKIE_SAMESITE.slice(1)
+  // As for the session cookie itself: browsers drop SameSite=None without Secure (middleware-store.ts).
+  const configured = config.SESSION_COOKIE_SAMESITE === 'none' && !secure ? 'lax' : config.SESSION_COOKIE_SAMESITE
+  const sameSite = configured.charAt(0).toUpperCase() + configured.slice(1)
   reply.header('set-cookie', `${config.SESSION_COOKIE_NAME}=; Path=/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; HttpOnly; SameSite=${sameSite}${secure ? '; Secure' : ''}`)
   return session !== undefined
 }

@@ -3,6 +3,7 @@ import { HttpError } from '../http-error.js'
 import type { RequestSession } from '../session/session-data.js'
 import { lifetimePolicy } from '../config/config.js'
 import { sessionEndsAt } from '../session/lifetime.js'
+import { nestingDepth } from '../session/stored-data.js'
 import { STATE_MAX_BYTES, STATE_MAX_DEPTH, anyJson, errorBody, sessionRouteErrors, userBody } from './schemas.js'
 
 const sessionView = {
@@ -88,17 +89,4 @@ export default async function sessionRoutes (fastify: FastifyInstance) {
     current.state = state
     return state
   })
-}
-
-/** How deeply arrays and objects nest in a parsed JSON value, counted without recursion. */
-export function nestingDepth (value: unknown): number {
-  let deepest = 0
-  const pending: Array<[unknown, number]> = [[value, 1]]
-  while (pending.length > 0) {
-    const [item, depth] = pending.pop() as [unknown, number]
-    if (typeof item !== 'object' || item === null) continue
-    deepest = Math.max(deepest, depth)
-    for (const inner of Object.values(item)) pending.push([inner, depth + 1])
-  }
-  return deepest
 }

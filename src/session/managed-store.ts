@@ -29,6 +29,12 @@ export interface ManagedStore extends Store {
   sessionsOf (user: SessionUser): Promise<StoredSession[]>
   /** Ends every session of a user except `keepId`; resolves with how many ended. */
   endSessionsOf (user: SessionUser, keepId?: string): Promise<number>
+  /**
+   * Writes a session this request read and did not change (to store attributes the configuration
+   * changed), only if its row still holds what was read: never over a concurrent request's write.
+   * Best effort, never rejects.
+   */
+  rewriteUnchanged (sid: string, session: SessionData): Promise<void>
   /** Stops the store's background work; the caller ends its pool afterwards. */
   close (): Promise<void>
 }
@@ -36,6 +42,19 @@ export interface ManagedStore extends Store {
 export interface CleanupOptions {
   /** Stops a long cleanup between batches (the server is closing). */
   signal?: AbortSignal
+}
+
+/**
+ * The database refused the session's data as such (a JSON `data` column's CHECK: nesting of 32
+ * levels or more, an unpaired surrogate escape). Nothing was written; retrying cannot help.
+ */
+export class SessionRejectedError extends Error {
+  override name = 'SessionRejectedError'
+  readonly statusCode = 400
+
+  constructor () {
+    super('The session data cannot be stored in this database (its JSON column refuses it: too deeply nested, or an unpaired surrogate)')
+  }
 }
 
 export type Callback<T> = (error: unknown, value?: T) => void

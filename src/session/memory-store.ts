@@ -2,7 +2,7 @@ import expressSession, { type SessionData } from 'express-session'
 import { userKey } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
 import { SessionEndedError, settle, type Callback, type ManagedStore, type StoredSession } from './managed-store.js'
-import { carryPersisted, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
+import { carryPersisted, loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
 import type { SessionUser } from './session-data.js'
 import { parseStoredData, sessionShapeProblem } from './stored-data.js'
 import { storedUserKey } from './user-keys.js'
@@ -51,7 +51,7 @@ export class MemorySessionStore extends expressSession.Store implements ManagedS
   }
 
   override length (callback?: Callback<number>) {
-    return settle(this.countLive(), callback)
+    return settle(this.liveSessions().then((sessions) => Object.keys(sessions).length), callback)
   }
 
   override clear (callback?: Callback<void>) {
@@ -114,12 +114,21 @@ export class MemorySessionStore extends expressSession.Store implements ManagedS
       return null
     }
     markPersisted(data, sid, row.expires)
+    markLoaded(data, sid, row.data)
     return data as unknown as SessionData
   }
 
   private async write (sid: string, session: SessionData): Promise<void> {
     if (isUnchangedSince(sid, session, this.policy)) return
     if (persistedExpiry(session, sid) !== undefined && !this.rows.has(sid)) throw new SessionEndedError()
+    const expires = storedExpiresSeconds(session, this.policy)
+    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: storedUserKey(session) })
+    markPersisted(session, sid, expires, sessionContent(session))
+  }
+
+  async rewriteUnchanged (sid: string, session: SessionData): Promise<void> {
+    const row = this.rows.get(sid)
+    if (!row || row.data !== loadedText(session, sid)) return
     const expires = storedExpiresSeconds(session, this.policy)
     this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: storedUserKey(session) })
     markPersisted(session, sid, expires, sessionContent(session))

@@ -16,6 +16,9 @@ type CookieAttributes = Cookie & { domain?: string, partitioned?: boolean, prior
 // Sessions whose stored cookie attributes differed from the configuration's: their browser still
 // holds the old ones until the cookie is sent again, so the bridge sends it at once.
 const outdatedCookies = new WeakSet<object>()
+// The cookie as a row stored it, kept from `get` (which hands express-session the expiry alone)
+// to `createSession` (which compares it with the configured attributes).
+const storedCookies = new WeakMap<object, Record<string, unknown>>()
 
 export function hasOutdatedCookie (session: object): boolean {
   return outdatedCookies.has(session)
@@ -24,17 +27,17 @@ export function hasOutdatedCookie (session: object): boolean {
 /**
  * Sets every cookie attribute from the policy. `secure: 'auto'` follows the request, and never
  * downgrades a cookie that was Secure (it is then not sent over plain HTTP at all). SameSite=None
- * needs Secure (browsers drop the cookie otherwise), so without it, Lax. Returns whether anything
- * changed.
+ * needs Secure (browsers drop the cookie otherwise), so without it, Lax. Returns whether the
+ * result differs from `previous` (the attributes as stored; by default the cookie's own).
  */
-export function applyCookiePolicy (cookie: Cookie, policy: CookiePolicy, https: boolean): boolean {
+export function applyCookiePolicy (cookie: Cookie, policy: CookiePolicy, https: boolean, previous: Record<string, unknown> = cookie as never): boolean {
   const target = cookie as CookieAttributes
-  const secure = policy.secure === 'auto' ? https || target.secure === true : policy.secure
+  const secure = policy.secure === 'auto' ? https || previous.secure === true : policy.secure
   const sameSite = policy.sameSite === 'none' && !secure ? 'lax' : policy.sameSite
-  const maxAge = allowedMaxAge(target.originalMaxAge, policy.maxAgeMs)
-  const changed = target.path !== '/' || target.httpOnly !== true || target.secure !== secure ||
-    target.sameSite !== sameSite || target.originalMaxAge !== maxAge ||
-    target.domain !== undefined || target.partitioned !== undefined || target.priority !== undefined
+  const maxAge = allowedMaxAge(previous.originalMaxAge, policy.maxAgeMs)
+  const changed = previous.path !== '/' || previous.httpOnly !== true || previous.secure !== secure ||
+    previous.sameSite !== sameSite || previous.originalMaxAge !== maxAge ||
+    previous.domain !== undefined || previous.partitioned !== undefined || previous.priority !== undefined
   target.path = '/'
   target.httpOnly = true
   target.secure = secure
@@ -87,7 +90,15 @@ export function middlewareStore (store: ManagedStore, cookie: CookiePolicy, log:
         store.get(sid, (error, data) => {
           if (error || !data) return callback(error, data)
           const problem = sessionShapeProblem(data as unknown as Record<string, unknown>)
-          if (problem === undefined) return callback(null, data)
+          if (problem === undefined) {
+            // express-session's Cookie copies every stored key onto itself (a `maxAge` of "x"
+            // throws in its setter, a `serialize` key shadows the method): hand it the expiry alone,
+            // applyCookiePolicy sets the rest.
+            const stored = data.cookie as unknown as Record<string, unknown>
+            storedCookies.set(data, stored)
+            data.cookie = { expires: stored.expires, originalMaxAge: stored.originalMaxAge } as SessionData['cookie']
+            return callback(null, data)
+          }
           log.warn({ session: sessionFingerprint(sid), problem }, 'a stored session has the wrong shape; the client gets a fresh session')
           callback(null, null)
         })
@@ -96,7 +107,7 @@ export function middlewareStore (store: ManagedStore, cookie: CookiePolicy, log:
     createSession: {
       value (req: IncomingMessage & { session?: unknown }, data: SessionData) {
         const session = store.createSession(req as never, data)
-        if (applyCookiePolicy(session.cookie, cookie, isHttps(req))) outdatedCookies.add(session)
+        if (applyCookiePolicy(session.cookie, cookie, isHttps(req), storedCookies.get(data))) outdatedCookies.add(session)
         return session
       }
     }

@@ -8,8 +8,8 @@ import { lifetimePolicy, type Config } from '../config/config.js'
 import { createSessionPool } from './mysql-pool.js'
 import { userKey } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, nowSeconds, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
-import { SessionEndedError, settle, type Callback, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
-import { carryPersisted, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
+import { SessionEndedError, SessionRejectedError, settle, type Callback, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
+import { carryPersisted, loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
 import type { SessionUser } from './session-data.js'
 import { parseStoredData, sessionFingerprint, sessionShapeProblem } from './stored-data.js'
 import { scrubDatabaseError, withDeadline } from './store-errors.js'
@@ -82,7 +82,7 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
   private readonly pool: Pool
   private readonly log: FastifyBaseLogger
   private readonly settings: MysqlSessionStoreOptions
-  private readonly sql: Record<'select' | 'upsert' | 'update' | 'touch' | 'destroy' | 'repairUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
+  private readonly sql: Record<'select' | 'upsert' | 'update' | 'rewrite' | 'touch' | 'destroy' | 'repairUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
   private readonly cleanupLock: string
   private schemaReady: Promise<void> | undefined
   private readonly closing = new AbortController()
@@ -100,6 +100,7 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
       upsert: `INSERT INTO ${table} (session_id, expires, data, user_key) VALUES (?, ?, ?, ?)
                ON DUPLICATE KEY UPDATE expires = VALUES(expires), data = VALUES(data), user_key = VALUES(user_key)`,
       update: `UPDATE ${table} SET expires = ?, data = ?, user_key = ? WHERE session_id = ?`,
+      rewrite: `UPDATE ${table} SET expires = ?, data = ?, user_key = ? WHERE session_id = ? AND data = ?`,
       touch: `UPDATE ${table} SET expires = ? WHERE session_id = ?`,
       destroy: `DELETE FROM ${table} WHERE session_id = ?`,
       repairUserKey: `UPDATE ${table} SET user_key = ? WHERE session_id = ? AND user_key <=> ?`,
@@ -165,9 +166,12 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
     return settle(this.liveSessions(), callback)
   }
 
-  /** How many sessions are live: the same rows `all` returns (without those it cannot parse). */
+  /**
+   * How many sessions `all` returns, exactly (it reads them all: express-session's contract, not a
+   * hot path). The live-sessions gauge uses countLive, one COUNT over the `expires` index.
+   */
   override length (callback?: Callback<number>) {
-    return settle(this.countLive(), callback)
+    return settle(this.liveSessions().then((sessions) => Object.keys(sessions).length), callback)
   }
 
   override clear (callback?: Callback<void>) {
@@ -317,6 +321,7 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
     const key = storedUserKey(data)
     if (key !== row.user_key) this.repairUserKey(sid, row.user_key, key)
     markPersisted(data, sid, row.expires)
+    if (typeof row.data === 'string') markLoaded(data, sid, row.data)
     return data as unknown as SessionData
   }
 
@@ -354,15 +359,29 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
     const data = JSON.stringify(session)
     const key = storedUserKey(session)
     if (persistedExpiry(session, sid) === undefined) {
-      await this.run('insert', (connection) => statement(connection, 'execute', this.sql.upsert, [sid, expires, data, key]))
+      await refusedData(this.run('insert', (connection) => statement(connection, 'execute', this.sql.upsert, [sid, expires, data, key])))
     } else {
-      const [result] = await this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.update, [expires, data, key, sid]))
+      const [result] = await refusedData(this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.update, [expires, data, key, sid])))
       if (result.affectedRows === 0) {
         this.log.info({ session: sessionFingerprint(sid) }, 'session ended while this request ran; not writing it back')
         throw new SessionEndedError()
       }
     }
     markPersisted(session, sid, expires, sessionContent(session))
+  }
+
+  async rewriteUnchanged (sid: string, session: SessionData): Promise<void> {
+    const read = loadedText(session, sid)
+    if (read === undefined) return
+    const policy = this.settings.lifetime
+    const expires = storedExpiresSeconds(session, policy)
+    const data = JSON.stringify(session)
+    try {
+      const [result] = await this.run('rewrite', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.rewrite, [expires, data, storedUserKey(session), sid, read]))
+      if (result.affectedRows > 0) markPersisted(session, sid, expires, sessionContent(session))
+    } catch (error) {
+      this.log.warn({ err: error }, 'could not rewrite a session with its configured cookie attributes')
+    }
   }
 
   /** Best effort: it runs after the response is on its way, so a failure is logged, not thrown. */
@@ -416,6 +435,23 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
       observe(operation, seconds(), true)
       throw error
     }
+  }
+}
+
+// A JSON column's CHECK (MariaDB: ER_CONSTRAINT_FAILED) or type (MySQL: ER_INVALID_JSON_TEXT) refusing the data.
+const DATA_REFUSED = new Set([4025, 3140])
+
+/** A write the database refused for its data is the client's 400, not the store's 503. */
+async function refusedData<T> (write: Promise<T>): Promise<T> {
+  try {
+    return await write
+  } catch (error) {
+    let cause: unknown = error
+    while (cause instanceof Error) {
+      if (DATA_REFUSED.has((cause as { errno?: number }).errno ?? 0)) throw new SessionRejectedError()
+      cause = cause.cause
+    }
+    throw error
   }
 }
 

@@ -13,6 +13,8 @@ interface Bookkeeping {
   sid: string
   storedExpires: number
   writtenContent?: string
+  /** The row's text as the store read it, for a write that must not overwrite a newer one. */
+  loadedText?: string
 }
 
 const bookkeeping = new WeakMap<object, Bookkeeping>()
@@ -26,6 +28,18 @@ export function markPersisted (session: object, sid: string, expiresSeconds: num
   } else {
     bookkeeping.set(session, { sid, storedExpires: expiresSeconds, writtenContent: content })
   }
+}
+
+/** Records the text the store read for this session (after markPersisted). */
+export function markLoaded (session: object, sid: string, text: string): void {
+  const entry = bookkeeping.get(session)
+  if (entry?.sid === sid) entry.loadedText = text
+}
+
+/** The row's text as read in this request, if the store read it as text. */
+export function loadedText (session: object, sid: string): string | undefined {
+  const entry = bookkeeping.get(session)
+  return entry?.sid === sid ? entry.loadedText : undefined
 }
 
 /** Moves what is known of the data a store read onto the Session object express-session built from it. */

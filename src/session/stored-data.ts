@@ -4,6 +4,10 @@ import { isSessionUser } from './identity.js'
 
 type JsonObject = Record<string, unknown>
 
+// Deeper data overflows the stack where express-session hashes and stringifies a session; a
+// client's own state is held to far less (STATE_MAX_DEPTH).
+const MAX_SESSION_DEPTH = 64
+
 // Dates beyond this are Invalid Date (ECMAScript's time range); toISOString() would throw on them.
 const MAX_TIME_MS = 8.64e15
 
@@ -68,6 +72,7 @@ function hasDangerousKeys (root: JsonObject): boolean {
  * A consumer's own fields are theirs to check.
  */
 export function sessionShapeProblem (data: JsonObject): string | undefined {
+  if (nestingDepth(data) > MAX_SESSION_DEPTH) return `nests deeper than ${MAX_SESSION_DEPTH} levels`
   const cookie = data.cookie
   if (!isPlainObject(cookie)) return 'no cookie object'
   if (cookie.expires !== undefined && cookie.expires !== null && !isTime(cookie.expires)) return 'cookie.expires is not a date'
@@ -103,4 +108,17 @@ export function isPlainObject (value: unknown): value is JsonObject {
 /** A short, non-reversible name for a session in logs: never log the id itself. */
 export function sessionFingerprint (sessionId: string): string {
   return createHash('sha256').update(sessionId).digest('base64url').slice(0, 12)
+}
+
+/** How deeply arrays and objects nest in a parsed JSON value, counted without recursion. */
+export function nestingDepth (value: unknown): number {
+  let deepest = 0
+  const pending: Array<[unknown, number]> = [[value, 1]]
+  while (pending.length > 0) {
+    const [item, depth] = pending.pop() as [unknown, number]
+    if (typeof item !== 'object' || item === null) continue
+    deepest = Math.max(deepest, depth)
+    for (const inner of Object.values(item)) pending.push([inner, depth + 1])
+  }
+  return deepest
 }
