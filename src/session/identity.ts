@@ -24,7 +24,7 @@ export function userKey (user: SessionUser): string {
   return createHash('sha256').update(JSON.stringify([user.iss ?? LOCAL_ISSUER, user.sub ?? user.name])).digest('base64url')
 }
 
-/** The key of the session's user, or null for an anonymous session (or one whose user is malformed). */
-export function userKeyOf (session: { user?: unknown }): string | null {
-  return isSessionUser(session.user) ? userKey(session.user) : null
+/** The user_key the store writes for stored data: its user's key, '' when it has none (or data could not be read). */
+export function userKeyOf (session: { user?: unknown } | undefined): string {
+  return session && isSessionUser(session.user) ? userKey(session.user) : ''
 }

@@ -1,4 +1,5 @@
-import type { SessionData, Store } from 'express-session'
+import expressSession, { type SessionData, type Store } from 'express-session'
+import { carryPersisted } from './persisted.js'
 import type { SessionUser } from './session-data.js'
 
 /** A live session as the store holds it. */
@@ -85,4 +86,55 @@ export function settle<T> (work: Promise<T>, callback?: Callback<T>): Promise<T>
     (error: unknown) => { process.nextTick(callback, error) }
   )
   return undefined
+}
+
+/**
+ * express-session's callback Store interface over the promise methods each store implements, so
+ * both stores answer callers (express-session, a test suite, a consumer) in exactly the same way.
+ */
+export abstract class PromiseSessionStore extends expressSession.Store {
+  /** What `write` stored, or null for an unknown or expired session. */
+  protected abstract read (sid: string): Promise<SessionData | null>
+  protected abstract write (sid: string, session: SessionData): Promise<void>
+  protected abstract lazyTouch (sid: string, session: SessionData): Promise<void>
+  protected abstract remove (sid: string): Promise<void>
+  protected abstract removeAll (): Promise<void>
+  /** Every live session by id, as `read` would return each. */
+  protected abstract liveSessions (): Promise<Record<string, SessionData>>
+
+  override get (sid: string, callback?: Callback<SessionData | null>) {
+    return settle(this.read(sid), callback)
+  }
+
+  override set (sid: string, session: SessionData, callback?: Callback<void>) {
+    return settle(this.write(sid, session), callback)
+  }
+
+  override touch (sid: string, session: SessionData, callback?: Callback<void>) {
+    return settle(this.lazyTouch(sid, session), callback)
+  }
+
+  override destroy (sid: string, callback?: Callback<void>) {
+    return settle(this.remove(sid), callback)
+  }
+
+  override all (callback?: Callback<Record<string, SessionData>>) {
+    return settle(this.liveSessions(), callback)
+  }
+
+  /** How many sessions `all` returns, exactly (express-session's contract, not a hot path: the live-sessions gauge uses countLive). */
+  override length (callback?: Callback<number>) {
+    return settle(this.liveSessions().then((sessions) => Object.keys(sessions).length), callback)
+  }
+
+  override clear (callback?: Callback<void>) {
+    return settle(this.removeAll(), callback)
+  }
+
+  /** Keeps what `read` knows of the data on the Session express-session builds from it. */
+  override createSession (req: Parameters<expressSession.Store['createSession']>[0], data: SessionData) {
+    const session = super.createSession(req, data)
+    carryPersisted(data, session)
+    return session
+  }
 }

@@ -1,11 +1,10 @@
-import expressSession, { type SessionData } from 'express-session'
-import { userKey } from './identity.js'
+import type { SessionData } from 'express-session'
+import { userKey, userKeyOf } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
-import { SessionEndedError, settle, type Callback, type ManagedStore, type StoredSession } from './managed-store.js'
-import { carryPersisted, loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
+import { PromiseSessionStore, SessionEndedError, type ManagedStore, type StoredSession } from './managed-store.js'
+import { loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
 import type { SessionUser } from './session-data.js'
 import { parseStoredData, sessionShapeProblem } from './stored-data.js'
-import { storedUserKey } from './user-keys.js'
 
 /** One session as the MySQL store's row holds it: JSON text, expiry in seconds, user key. */
 interface MemoryRow {
@@ -19,7 +18,7 @@ interface MemoryRow {
  * contract (managed-store.ts): the same expiry, the same user key, no resurrection after logout.
  * Data is kept as JSON text, so what `get` returns is a copy, as from a database.
  */
-export class MemorySessionStore extends expressSession.Store implements ManagedStore {
+export class MemorySessionStore extends PromiseSessionStore implements ManagedStore {
   private readonly rows = new Map<string, MemoryRow>()
 
   constructor (private readonly policy: LifetimePolicy) {
@@ -30,38 +29,12 @@ export class MemorySessionStore extends expressSession.Store implements ManagedS
 
   async close (): Promise<void> {}
 
-  override get (sid: string, callback?: Callback<SessionData | null>) {
-    return settle(this.read(sid), callback)
+  protected async remove (sid: string): Promise<void> {
+    this.rows.delete(sid)
   }
 
-  override set (sid: string, session: SessionData, callback?: Callback<void>) {
-    return settle(this.write(sid, session), callback)
-  }
-
-  override touch (sid: string, session: SessionData, callback?: Callback<void>) {
-    return settle(this.lazyTouch(sid, session), callback)
-  }
-
-  override destroy (sid: string, callback?: Callback<void>) {
-    return settle(Promise.resolve().then(() => { this.rows.delete(sid) }), callback)
-  }
-
-  override all (callback?: Callback<Record<string, SessionData>>) {
-    return settle(this.liveSessions(), callback)
-  }
-
-  override length (callback?: Callback<number>) {
-    return settle(this.liveSessions().then((sessions) => Object.keys(sessions).length), callback)
-  }
-
-  override clear (callback?: Callback<void>) {
-    return settle(Promise.resolve().then(() => this.rows.clear()), callback)
-  }
-
-  override createSession (req: Parameters<expressSession.Store['createSession']>[0], data: SessionData) {
-    const session = super.createSession(req, data)
-    carryPersisted(data, session)
-    return session
+  protected async removeAll (): Promise<void> {
+    this.rows.clear()
   }
 
   async cleanupExpired (): Promise<number> {
@@ -104,7 +77,7 @@ export class MemorySessionStore extends expressSession.Store implements ManagedS
     return ended
   }
 
-  private async read (sid: string): Promise<SessionData | null> {
+  protected async read (sid: string): Promise<SessionData | null> {
     const row = this.rows.get(sid)
     if (!row || !isLive(row.expires)) return null
     const data = parseStoredData(row.data)
@@ -118,11 +91,11 @@ export class MemorySessionStore extends expressSession.Store implements ManagedS
     return data as unknown as SessionData
   }
 
-  private async write (sid: string, session: SessionData): Promise<void> {
+  protected async write (sid: string, session: SessionData): Promise<void> {
     if (isUnchangedSince(sid, session, this.policy)) return
     if (persistedExpiry(session, sid) !== undefined && !this.rows.has(sid)) throw new SessionEndedError()
     const expires = storedExpiresSeconds(session, this.policy)
-    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: storedUserKey(session) })
+    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: userKeyOf(session) })
     markPersisted(session, sid, expires, sessionContent(session))
   }
 
@@ -130,11 +103,11 @@ export class MemorySessionStore extends expressSession.Store implements ManagedS
     const row = this.rows.get(sid)
     if (!row || row.data !== loadedText(session, sid)) return
     const expires = storedExpiresSeconds(session, this.policy)
-    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: storedUserKey(session) })
+    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: userKeyOf(session) })
     markPersisted(session, sid, expires, sessionContent(session))
   }
 
-  private async lazyTouch (sid: string, session: SessionData): Promise<void> {
+  protected async lazyTouch (sid: string, session: SessionData): Promise<void> {
     if (!touchIsDue(sid, session, this.policy)) return
     const row = this.rows.get(sid)
     if (!row) return
@@ -142,7 +115,7 @@ export class MemorySessionStore extends expressSession.Store implements ManagedS
     markPersisted(session, sid, row.expires)
   }
 
-  private async liveSessions (): Promise<Record<string, SessionData>> {
+  protected async liveSessions (): Promise<Record<string, SessionData>> {
     const sessions: Record<string, SessionData> = {}
     for (const sid of this.rows.keys()) {
       const data = await this.read(sid)

@@ -1,20 +1,20 @@
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import expressSession, { type SessionData } from 'express-session'
+import type { SessionData } from 'express-session'
 import type { ExecuteValues, Pool as CorePool, PoolConnection as CoreConnection } from 'mysql2'
 import { escapeId, type Pool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 import type { FastifyBaseLogger } from 'fastify'
 import { lifetimePolicy, type Config } from '../config/config.js'
 import { createSessionPool } from './mysql-pool.js'
-import { userKey } from './identity.js'
+import { userKey, userKeyOf } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, nowSeconds, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
-import { SessionEndedError, SessionRejectedError, settle, type Callback, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
-import { carryPersisted, loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
+import { PromiseSessionStore, SessionEndedError, SessionRejectedError, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
+import { loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
 import type { SessionUser } from './session-data.js'
 import { parseStoredData, sessionFingerprint, sessionShapeProblem } from './stored-data.js'
 import { scrubDatabaseError, withDeadline } from './store-errors.js'
 import { createOrUpgradeTable } from './table.js'
-import { keyUnkeyedRows, storedUserKey } from './user-keys.js'
+import { keyUnkeyedRows } from './user-keys.js'
 
 const CLEANUP_BATCH = 2000
 const CLEANUP_QUERY_TIMEOUT_MS = 30000
@@ -78,11 +78,11 @@ interface SessionRow extends RowDataPacket {
  * The table is created or upgraded on first use, so a database that is down at start is picked up
  * when it comes back.
  */
-export class MysqlSessionStore extends expressSession.Store implements ManagedStore {
+export class MysqlSessionStore extends PromiseSessionStore implements ManagedStore {
   private readonly pool: Pool
   private readonly log: FastifyBaseLogger
   private readonly settings: MysqlSessionStoreOptions
-  private readonly sql: Record<'select' | 'upsert' | 'update' | 'rewrite' | 'touch' | 'destroy' | 'repairUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
+  private readonly sql: Record<'select' | 'upsert' | 'update' | 'rewrite' | 'touch' | 'destroy' | 'destroyMany' | 'repairUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
   private readonly cleanupLock: string
   private schemaReady: Promise<void> | undefined
   private readonly closing = new AbortController()
@@ -109,6 +109,7 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
       // Both through idx_user_key (ref_or_null): the user's rows, and rows no one has keyed yet.
       ofUser: `SELECT session_id, data, expires, user_key FROM ${table} WHERE (user_key = ? OR user_key IS NULL) AND expires > ?`,
       endOfUser: `SELECT session_id, data, expires, user_key FROM ${table} WHERE (user_key = ? OR user_key IS NULL) AND session_id <> ?`,
+      destroyMany: `DELETE FROM ${table} WHERE session_id IN (?)`,
       // A range over idx_expires.
       countLive: `SELECT COUNT(*) AS n FROM ${table} WHERE expires > ?`,
       clear: `DELETE FROM ${table}`
@@ -145,44 +146,8 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
     }), deadlineMs)
   }
 
-  override get (sid: string, callback?: Callback<SessionData | null>) {
-    return settle(this.read(sid), callback)
-  }
-
-  override set (sid: string, session: SessionData, callback?: Callback<void>) {
-    return settle(this.write(sid, session), callback)
-  }
-
-  override touch (sid: string, session: SessionData, callback?: Callback<void>) {
-    return settle(this.lazyTouch(sid, session), callback)
-  }
-
-  override destroy (sid: string, callback?: Callback<void>) {
-    return settle(this.remove(sid), callback)
-  }
-
-  /** Every live session by id (express-session's `all`), as `get` would return each. */
-  override all (callback?: Callback<Record<string, SessionData>>) {
-    return settle(this.liveSessions(), callback)
-  }
-
-  /**
-   * How many sessions `all` returns, exactly (it reads them all: express-session's contract, not a
-   * hot path). The live-sessions gauge uses countLive, one COUNT over the `expires` index.
-   */
-  override length (callback?: Callback<number>) {
-    return settle(this.liveSessions().then((sessions) => Object.keys(sessions).length), callback)
-  }
-
-  override clear (callback?: Callback<void>) {
-    return settle(this.run('clear', async (connection) => { await statement(connection, 'query', this.sql.clear) }), callback)
-  }
-
-  /** Keeps what `read` knows of the data on the Session express-session builds from it. */
-  override createSession (req: Parameters<expressSession.Store['createSession']>[0], data: SessionData) {
-    const session = super.createSession(req, data)
-    carryPersisted(data, session)
-    return session
+  protected async removeAll (): Promise<void> {
+    await this.run('clear', (connection) => statement(connection, 'query', this.sql.clear))
   }
 
   /**
@@ -281,7 +246,7 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
       const [rows] = await statement<SessionRow[]>(connection, 'execute', this.sql.endOfUser, [key, keepId])
       const ids = this.usableRowsOf(rows, key).map(({ row }) => row.session_id)
       if (ids.length === 0) return 0
-      const [result] = await statement<ResultSetHeader>(connection, 'query', `DELETE FROM ${escapeId(this.settings.table)} WHERE session_id IN (?)`, [ids])
+      const [result] = await statement<ResultSetHeader>(connection, 'query', this.sql.destroyMany, [ids])
       return result.affectedRows
     })
   }
@@ -290,7 +255,7 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
   private usableRowsOf (rows: SessionRow[], key: string): Array<{ row: SessionRow, data: SessionData }> {
     return rows.flatMap((row) => {
       const data = parseStoredData(row.data)
-      const dataKey = storedUserKey(data)
+      const dataKey = userKeyOf(data)
       if (dataKey !== row.user_key) this.repairUserKey(row.session_id, row.user_key, dataKey)
       if (!data || dataKey !== key || sessionShapeProblem(data) !== undefined) return []
       return [{ row, data: data as unknown as SessionData }]
@@ -302,7 +267,7 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
    * data). Whether it can serve as this project's session is for the caller to check (the bridge
    * does, with sessionShapeProblem).
    */
-  private async read (sid: string): Promise<SessionData | null> {
+  protected async read (sid: string): Promise<SessionData | null> {
     const [rows] = await this.run('read', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.select, [sid]))
     const row = rows[0]
     // Both timeouts come from stored values, whatever the client's cookie claims: the idle one
@@ -318,7 +283,7 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
       this.forget(sid)
       return null
     }
-    const key = storedUserKey(data)
+    const key = userKeyOf(data)
     if (key !== row.user_key) this.repairUserKey(sid, row.user_key, key)
     markPersisted(data, sid, row.expires)
     if (typeof row.data === 'string') markLoaded(data, sid, row.data)
@@ -336,7 +301,7 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
       .catch((error: unknown) => { this.log.warn({ err: error }, 'could not repair a session\'s user key; the next cleanup does') })
   }
 
-  private async liveSessions (): Promise<Record<string, SessionData>> {
+  protected async liveSessions (): Promise<Record<string, SessionData>> {
     const now = Date.now()
     const [rows] = await this.run('all', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.live, [nowSeconds(now)]))
     const sessions: Record<string, SessionData> = {}
@@ -352,12 +317,12 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
     this.remove(sid).catch(() => {})
   }
 
-  private async write (sid: string, session: SessionData): Promise<void> {
+  protected async write (sid: string, session: SessionData): Promise<void> {
     const policy = this.settings.lifetime
     if (isUnchangedSince(sid, session, policy)) return
     const expires = storedExpiresSeconds(session, policy)
     const data = JSON.stringify(session)
-    const key = storedUserKey(session)
+    const key = userKeyOf(session)
     if (persistedExpiry(session, sid) === undefined) {
       await refusedData(this.run('insert', (connection) => statement(connection, 'execute', this.sql.upsert, [sid, expires, data, key])))
     } else {
@@ -377,7 +342,7 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
     const expires = storedExpiresSeconds(session, policy)
     const data = JSON.stringify(session)
     try {
-      const [result] = await this.run('rewrite', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.rewrite, [expires, data, storedUserKey(session), sid, read]))
+      const [result] = await this.run('rewrite', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.rewrite, [expires, data, userKeyOf(session), sid, read]))
       if (result.affectedRows > 0) markPersisted(session, sid, expires, sessionContent(session))
     } catch (error) {
       this.log.warn({ err: error }, 'could not rewrite a session with its configured cookie attributes')
@@ -385,7 +350,7 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
   }
 
   /** Best effort: it runs after the response is on its way, so a failure is logged, not thrown. */
-  private async lazyTouch (sid: string, session: SessionData): Promise<void> {
+  protected async lazyTouch (sid: string, session: SessionData): Promise<void> {
     const policy = this.settings.lifetime
     if (!touchIsDue(sid, session, policy)) return
     const expires = storedExpiresSeconds(session, policy)
@@ -398,7 +363,7 @@ export class MysqlSessionStore extends expressSession.Store implements ManagedSt
     }
   }
 
-  private async remove (sid: string): Promise<void> {
+  protected async remove (sid: string): Promise<void> {
     await this.run('destroy', (connection) => statement(connection, 'execute', this.sql.destroy, [sid]))
   }
 

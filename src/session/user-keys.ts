@@ -6,11 +6,6 @@ import { parseStoredData } from './stored-data.js'
 
 const KEYING_BATCH = 1000
 
-/** The user_key the store writes for stored data: the user's key, '' for anonymous or unreadable data. */
-export function storedUserKey (data: { user?: unknown } | undefined): string {
-  return (data && userKeyOf(data)) ?? ''
-}
-
 /**
  * Writes user_key for live rows that have none: rows of a table just upgraded, and rows another
  * writer (an Express app sharing the table) inserted since. Read in JavaScript like every session,
@@ -27,7 +22,7 @@ export async function keyUnkeyedRows (connection: PoolConnection, table: string,
       `SELECT session_id, data FROM ${name} WHERE user_key IS NULL AND expires > ? AND session_id > ? ORDER BY session_id LIMIT ${KEYING_BATCH}`,
       [nowSeconds(), after])
     if (rows.length === 0) return keyed
-    const keys = rows.map((row) => [String(row.session_id), storedUserKey(parseStoredData(row.data))] as const)
+    const keys = rows.map((row) => [String(row.session_id), userKeyOf(parseStoredData(row.data))] as const)
     const [result] = await connection.query<ResultSetHeader>(
       `UPDATE ${name} SET user_key = CASE session_id ${keys.map(() => 'WHEN ? THEN ?').join(' ')} END
         WHERE session_id IN (?) AND user_key IS NULL`,
