@@ -5,11 +5,10 @@ import apiDocs, { declareSessionCookie } from './plugins/api-docs.js'
 import auth from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
 import cors from './plugins/cors.js'
-import crossSiteGuard from './plugins/cross-site-guard.js'
 import errorHandler from './plugins/error-handler.js'
 import metrics from './plugins/metrics.js'
 import securityHeaders from './plugins/security-headers.js'
-import sessionBridge from './plugins/session-bridge.js'
+import sessionPlugin from './plugins/session.js'
 import sessionStore from './plugins/session-store.js'
 import healthRoutes from './routes/health.js'
 import loginRoutes from './routes/login.js'
@@ -47,7 +46,8 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
 
   try {
     await app.register(configPlugin, { env: options.env })
-    trusts = trustProxyFunction(app.config)
+    trusts = trustProxyFunction(app.sessionConfig)
+    app.log.level = app.sessionConfig.LOG_LEVEL
     // First, so its onResponse hook sees every route.
     await app.register(metrics)
 
@@ -64,8 +64,8 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     await app.register(pageRoutes)
     await app.register(async function sessionScope (scope) {
       scope.addHook('onRoute', declareSessionCookie)
-      await scope.register(crossSiteGuard)
-      await scope.register(sessionBridge)
+      // The guard and the bridge; the configuration and the store are the root's.
+      await scope.register(sessionPlugin)
       await scope.register(sessionRoutes)
       await scope.register(loginRoutes)
       await scope.register(userSessionRoutes)

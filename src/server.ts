@@ -11,7 +11,7 @@ try {
     if (err) app.log.error({ err }, 'closing after an uncaught error')
     await app.close()
   })
-  await app.listen({ host: app.config.HOST, port: app.config.PORT })
+  await app.listen({ host: app.sessionConfig.HOST, port: app.sessionConfig.PORT })
 } catch (error) {
   if (error instanceof ConfigError) {
     process.stderr.write(`${error.message}\n`)

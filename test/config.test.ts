@@ -175,8 +175,8 @@ t.test('the app uses the values it validated', async (t) => {
   const app = await buildApp({ env: { ...baseEnv, SESSION_TABLE: 'my_sessions', PORT: '1234' } })
   t.teardown(() => app.close())
   await app.ready()
-  t.equal(app.config.SESSION_TABLE, 'my_sessions')
-  t.equal(app.config.PORT, 1234)
+  t.equal(app.sessionConfig.SESSION_TABLE, 'my_sessions')
+  t.equal(app.sessionConfig.PORT, 1234)
 })
 
 t.test('.env.example lists every variable, each under a comment, with its default', async (t) => {

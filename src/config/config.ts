@@ -18,6 +18,9 @@ export class ConfigError extends Error {
 /** Where the values come from: the real environment plus `.env`, or exactly the given object. */
 export type ConfigSource = Record<string, string | undefined> | undefined
 
+/** Variables as strings, or values already typed (`SESSION_PORT: 3306`); validated alike. */
+export type ConfigValues = Record<string, string | number | boolean | undefined>
+
 // Secrets published in tutorials and in this project's own .env.example: never good enough to sign with.
 const SAMPLE_SECRETS = new Set([
   'keyboard cat', 'secret', 'changeme', 'change-me', 'session-secret',
@@ -47,7 +50,7 @@ function makeAjv (): Ajv {
  * sources are merged here rather than by env-schema so that an empty value (`SESSION_PORT=` in a
  * .env) can mean "unset, use the default" instead of "invalid"; the environment wins over `.env`.
  */
-export function envOptions (source: ConfigSource) {
+export function envOptions (source: ConfigValues | undefined) {
   const merged = source ?? { ...readDotEnv(), ...process.env }
   const data = Object.fromEntries(Object.entries(merged).filter(([, value]) => value !== undefined && value !== ''))
   return { schema: configSchema, data, env: false, dotenv: false, ajv: makeAjv() }

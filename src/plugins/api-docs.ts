@@ -30,10 +30,10 @@ export default fp(async function apiDocs (fastify) {
       },
       components: {
         securitySchemes: {
-          [SESSION_COOKIE]: { type: 'apiKey', in: 'cookie', name: fastify.config.SESSION_COOKIE_NAME }
+          [SESSION_COOKIE]: { type: 'apiKey', in: 'cookie', name: fastify.sessionConfig.SESSION_COOKIE_NAME }
         }
       }
     }
   })
   await fastify.register(fastifySwaggerUi, { routePrefix: DOCS_PREFIX })
-}, { name: 'api-docs', dependencies: ['config'] })
+}, { name: 'api-docs', dependencies: ['session-config'] })

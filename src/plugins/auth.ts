@@ -16,7 +16,7 @@ export interface AuthPluginOptions {
 }
 
 export default fp<AuthPluginOptions>(async function authPlugin (fastify, options) {
-  const path = fastify.config.AUTH_USERS_FILE
+  const path = fastify.sessionConfig.AUTH_USERS_FILE
   let authenticator = options.authenticator ?? null
   if (!authenticator && path) {
     try {
@@ -28,4 +28,4 @@ export default fp<AuthPluginOptions>(async function authPlugin (fastify, options
   }
   if (!authenticator) fastify.log.warn('no AUTH_USERS_FILE: login answers 503 until one is configured')
   fastify.decorate('authenticator', authenticator)
-}, { name: 'auth', dependencies: ['config'] })
+}, { name: 'auth', dependencies: ['session-config'] })

@@ -14,7 +14,7 @@ import { splitList } from '../config/config.js'
  * so it never creates a session.
  */
 export default fp(async function cors (fastify) {
-  const allowed = new Set(splitList(fastify.config.CORS_ORIGINS))
+  const allowed = new Set(splitList(fastify.sessionConfig.CORS_ORIGINS))
   await fastify.register(fastifyCors, {
     origin: (origin, callback) => callback(null, origin !== undefined && allowed.has(origin)),
     credentials: true,
@@ -24,4 +24,4 @@ export default fp(async function cors (fastify) {
     exposedHeaders: ['Retry-After'],
     maxAge: 600
   })
-}, { name: 'cors', dependencies: ['config'] })
+}, { name: 'cors', dependencies: ['session-config'] })

@@ -13,11 +13,11 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS'])
  * never loads a session.
  */
 export default fp(async function crossSiteGuard (fastify) {
-  const allowed = new Set(splitList(fastify.config.CORS_ORIGINS))
+  const allowed = new Set(splitList(fastify.sessionConfig.CORS_ORIGINS))
   fastify.addHook('onRequest', async (request) => {
     const origin = request.headers.origin
     if (SAFE_METHODS.has(request.method) || origin === undefined) return
     if (origin === `${request.protocol}://${request.host}` || allowed.has(origin)) return
     throw new HttpError(403, 'Cross-site request refused: this origin is not in CORS_ORIGINS')
   })
-}, { name: 'cross-site-guard', dependencies: ['config'] })
+}, { name: 'cross-site-guard', dependencies: ['session-config'] })

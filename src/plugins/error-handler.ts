@@ -7,21 +7,18 @@ import { StoreUnavailableError, scrubDatabaseError } from '../session/store-erro
 /**
  * The one error handler: JSON `{statusCode, error, message}` for everything, with the message of
  * every unexpected 5xx replaced (no SQL, host or stack reaches a client), store failures as 503 with
- * Retry-After, and no session cookie on a failed answer.
+ * Retry-After (the session bridge makes sure a failed answer carries no session cookie).
  */
 export default fp(async function errorHandler (fastify) {
   fastify.setErrorHandler(function handleError (error: FastifyError, request, reply) {
     const statusCode = statusOf(error)
     if (statusCode >= 500) {
-      // express-session sets no cookie and saves nothing for a request without a session.
-      delete request.raw.session
       request.log[statusCode === 503 ? 'warn' : 'error']({ err: scrubDatabaseError(error) }, 'request failed')
     }
-    if (error instanceof StoreUnavailableError) reply.headers(error.headers)
-    if (error instanceof HttpError) reply.headers(error.options.headers ?? {})
+    if (error instanceof StoreUnavailableError || error instanceof HttpError) reply.headers(error.headers ?? {})
     return reply.code(statusCode).send({
       statusCode,
-      error: (error instanceof HttpError ? error.options.error : undefined) ?? STATUS_CODES[statusCode] ?? 'Error',
+      error: (error instanceof HttpError ? error.error : undefined) ?? STATUS_CODES[statusCode] ?? 'Error',
       message: messageFor(statusCode, error)
     })
   })

@@ -1,3 +1,4 @@
+import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { StoreObserver } from '../session/mysql-store.js'
@@ -24,6 +25,11 @@ declare module 'fastify' {
   interface FastifyInstance {
     metrics: Metrics
   }
+}
+
+/** The app's metrics, if it registered the plugin: the built-in routes count through it when there. */
+export function metricsOf (fastify: Pick<FastifyInstance, 'hasDecorator' | 'metrics'>): Metrics | undefined {
+  return fastify.hasDecorator('metrics') ? fastify.metrics : undefined
 }
 
 /**

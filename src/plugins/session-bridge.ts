@@ -31,7 +31,7 @@ interface Snapshot {
  * - every answer of the scope, errors included, is `Cache-Control: no-store`.
  */
 export default fp(async function sessionBridge (fastify) {
-  const config = fastify.config
+  const config = fastify.sessionConfig
   const secure = cookieSecure(config)
   const store = fastify.sessionStore
   const cookiePolicy: CookiePolicy = { secure, sameSite: config.SESSION_COOKIE_SAMESITE, maxAgeMs: config.SESSION_MAX_AGE }
@@ -69,7 +69,9 @@ export default fp(async function sessionBridge (fastify) {
 
   const addMaxAge = maxAgeAdder(config.SESSION_COOKIE_NAME)
 
-  await fastify.register(fastifyExpress)
+  // An app that mounts Express middleware of its own has registered @fastify/express already (a
+  // second registration would clash on its `use` decorator); express-session joins that one.
+  if (!fastify.hasDecorator('use')) await fastify.register(fastifyExpress)
   fastify.use((req: IncomingMessage & { protocol?: string }, res: ServerResponse, next: (error?: unknown) => void) => {
     if (secure === true && req.protocol !== 'https') return next()
     // Listeners run newest first: registered before express-session's, this one runs after it.
@@ -91,6 +93,12 @@ export default fp(async function sessionBridge (fastify) {
   const signingSecret = sessionSecrets(config)[0] as string
 
   fastify.addHook('onSend', async (request, reply) => {
+    // A failed answer names no session and writes none, whichever error handler the app has:
+    // express-session sets no cookie and saves nothing for a request without one.
+    if (reply.statusCode >= 500) {
+      delete request.raw.session
+      return
+    }
     const current = request.raw.session
     const snapshot = snapshots.get(request.raw)
     if (!current || !snapshot) return
@@ -153,7 +161,7 @@ export default fp(async function sessionBridge (fastify) {
     // Set-Cookie a route put on the reply.
     reply.header('set-cookie', cookie)
   }
-}, { name: 'session-bridge', dependencies: ['config', 'session-store'] })
+}, { name: 'session-bridge', dependencies: ['session-config', 'session-store'] })
 
 /** A Cookie for what a plain object says of the expiry, every attribute from the policy. */
 function rebuiltCookie (plain: unknown, policy: CookiePolicy, https: boolean): session.Cookie {

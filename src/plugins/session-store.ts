@@ -5,6 +5,7 @@ import type { ManagedStore } from '../session/managed-store.js'
 import { MemorySessionStore } from '../session/memory-store.js'
 import { STORE_DEADLINE_MS } from '../session/mysql-pool.js'
 import { createMysqlStore } from '../session/mysql-store.js'
+import { metricsOf } from './metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -17,7 +18,7 @@ declare module 'fastify' {
  * down at start does not stop the server: the table is created when it first answers.
  */
 export default fp(async function sessionStorePlugin (fastify) {
-  const config = fastify.config
+  const config = fastify.sessionConfig
   const log = fastify.log.child({ component: 'session-store' })
 
   if (!usesDatabase(config)) {
@@ -28,7 +29,7 @@ export default fp(async function sessionStorePlugin (fastify) {
     return
   }
 
-  const { pool, store } = createMysqlStore(config, { deadlineMs: STORE_DEADLINE_MS, log, observe: fastify.metrics.observeStore })
+  const { pool, store } = createMysqlStore(config, { deadlineMs: STORE_DEADLINE_MS, log, observe: metricsOf(fastify)?.observeStore })
   fastify.decorate('sessionStore', store)
   try {
     await store.ping()
@@ -41,4 +42,4 @@ export default fp(async function sessionStorePlugin (fastify) {
     await store.close()
     await pool.end()
   })
-}, { name: 'session-store', dependencies: ['config', 'metrics'] })
+}, { name: 'session-store', dependencies: ['session-config'] })

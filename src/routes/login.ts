@@ -4,7 +4,8 @@ import type { FastifyInstance, FastifyReply } from 'fastify'
 import { LoginThrottle } from '../auth/login-throttle.js'
 import { cookieSecure, type Config } from '../config/config.js'
 import { HttpError } from '../http-error.js'
-import type { LoginOutcome } from '../plugins/metrics.js'
+import auth, { type AuthPluginOptions } from '../plugins/auth.js'
+import { metricsOf, type LoginOutcome } from '../plugins/metrics.js'
 import type { RequestSession, SessionUser } from '../session/session-data.js'
 import { errorBody, sessionRouteErrors, userBody } from './schemas.js'
 import { writableSession } from './session.js'
@@ -23,16 +24,21 @@ interface Credentials {
   password: string
 }
 
-/** Login and logout: the session id changes at login, and logout deletes the row for good. */
-export default async function loginRoutes (fastify: FastifyInstance) {
-  const config = fastify.config
+/**
+ * Login and logout: the session id changes at login, and logout deletes the row for good. Checks
+ * passwords with the app's `authenticator` (the auth plugin), registered here when the app has none.
+ */
+export default async function loginRoutes (fastify: FastifyInstance, options: AuthPluginOptions = {}) {
+  if (!fastify.hasDecorator('authenticator')) await fastify.register(auth, options)
+  const config = fastify.sessionConfig
+  const metrics = metricsOf(fastify)
   const byUsername = new LoginThrottle(ATTEMPTS_PER_USERNAME, ATTEMPT_WINDOW_MS)
   const byAddress = new LoginThrottle(ATTEMPTS_PER_ADDRESS, ATTEMPT_WINDOW_MS)
 
   fastify.post<{ Body: Credentials }>('/session/login', {
     onResponse: async (_request, reply) => {
       const outcome = LOGIN_OUTCOMES[reply.statusCode]
-      if (outcome) fastify.metrics.loginAttempted(outcome)
+      if (outcome) metrics?.loginAttempted(outcome)
     },
     schema: {
       summary: 'Log in: a new session id carries the user',
@@ -116,7 +122,7 @@ export default async function loginRoutes (fastify: FastifyInstance) {
       response: { 204: { type: 'null', description: 'Logged out' }, 503: errorBody }
     }
   }, async (request, reply) => {
-    if (await endCurrentSession(request, reply, config)) fastify.metrics.sessionsRevoked('logout', 1)
+    if (await endCurrentSession(request, reply, config)) metrics?.sessionsRevoked('logout', 1)
     return reply.code(204).send()
   })
 }

@@ -23,13 +23,13 @@ export default async function metricsRoutes (fastify: FastifyInstance) {
     return reply.type(registry.contentType).header('cache-control', 'no-store').send(text)
   }
 
-  const setting = metricsSetting(fastify.config)
+  const setting = metricsSetting(fastify.sessionConfig)
   if (setting === 'on') fastify.get('/metrics', routeOptions, serve)
   if (typeof setting !== 'number') return
 
   const metricsServer = Fastify({ logger: false })
   metricsServer.get('/metrics', routeOptions, serve)
-  const host = fastify.config.HOST
+  const host = fastify.sessionConfig.HOST
   // At ready, so a port that is taken stops start-up (an onListen failure would only be logged).
   fastify.addHook('onReady', async () => {
     try {

@@ -37,7 +37,7 @@ async function jsonBodyOnly (request: FastifyRequest): Promise<void> {
 
 /** Routes that read and change the client's own session; registered behind the session bridge. */
 export default async function sessionRoutes (fastify: FastifyInstance) {
-  const lifetime = lifetimePolicy(fastify.config)
+  const lifetime = lifetimePolicy(fastify.sessionConfig)
 
   fastify.get('/session', {
     schema: {

@@ -1,5 +1,6 @@
 import { withUser, type AuthenticatedScope } from '../auth/require-user.js'
 import { sessionHandle } from '../session/handles.js'
+import { metricsOf } from '../plugins/metrics.js'
 import { summarizeSessions } from '../session/summaries.js'
 import { errorBody } from './schemas.js'
 import { endCurrentSession } from './login.js'
@@ -21,7 +22,8 @@ const authErrors = { 401: errorBody, 503: errorBody } as const
 
 /** "My sessions": list them, end one, end all the others. Only ever the caller's own. */
 export default withUser(async function userSessionRoutes (fastify: AuthenticatedScope) {
-  const { config, sessionStore } = fastify
+  const { sessionConfig: config, sessionStore } = fastify
+  const metrics = metricsOf(fastify)
   const handleOf = (sessionId: string) => sessionHandle(config.SESSION_SECRET as string, sessionId)
 
   fastify.get('/session/all', {
@@ -51,7 +53,7 @@ export default withUser(async function userSessionRoutes (fastify: Authenticated
     } else {
       await new Promise<void>((resolve, reject) => sessionStore.destroy(target.id, (error) => error ? reject(error) : resolve()))
     }
-    fastify.metrics.sessionsRevoked('revoke_one', 1)
+    metrics?.sessionsRevoked('revoke_one', 1)
     return reply.code(204).send()
   })
 
@@ -66,7 +68,7 @@ export default withUser(async function userSessionRoutes (fastify: Authenticated
     }
   }, async (request) => {
     const revoked = await sessionStore.endSessionsOf(request.raw.session.user, request.raw.sessionID)
-    fastify.metrics.sessionsRevoked('revoke_others', revoked)
+    metrics?.sessionsRevoked('revoke_others', revoked)
     return { revoked }
   })
 })

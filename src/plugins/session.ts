@@ -1,0 +1,25 @@
+import fp from 'fastify-plugin'
+import configPlugin, { type ConfigPluginOptions } from './config.js'
+import crossSiteGuard from './cross-site-guard.js'
+import sessionBridge from './session-bridge.js'
+import sessionStore from './session-store.js'
+
+export type SessionPluginOptions = ConfigPluginOptions
+
+/**
+ * The session stack as one plugin, for an app of its own: the validated SESSION_* configuration
+ * (`fastify.sessionConfig`), the store (`fastify.sessionStore`, with its cleanup), the cross-site
+ * guard and the express-session bridge, so the routes registered in the same scope read a typed
+ * `request.raw.session`. Like any fastify-plugin, it applies to the scope it is registered in:
+ * register it inside an encapsulated plugin to keep other routes free of sessions.
+ *
+ * A configuration or store that a parent scope already registered is shared, not made twice:
+ * `buildApp` registers them at the root (its health and metrics routes need the store without the
+ * bridge) and this plugin in the scope of the session routes.
+ */
+export default fp<SessionPluginOptions>(async function sessionPlugin (fastify, options) {
+  if (!fastify.hasDecorator('sessionConfig')) await fastify.register(configPlugin, options)
+  if (!fastify.hasDecorator('sessionStore')) await fastify.register(sessionStore)
+  await fastify.register(crossSiteGuard)
+  await fastify.register(sessionBridge)
+}, { name: 'session' })
