@@ -1,0 +1,83 @@
+import fastifyEnv from '@fastify/env'
+import fastifyExpress from '@fastify/express'
+import Fastify, { type FastifyInstance } from 'fastify'
+import t, { type Test } from 'tap'
+import sessionPlugin from '../src/plugins/session.js'
+import { ConfigError } from '../src/config/config.js'
+import { baseEnv, countRows, createTestDatabase, httpRequest, listen, sessionCookie, type Env } from './helper.js'
+
+// The session plugin in an app of its own, in process: what it brings to its scope, what it
+// leaves alone, and what it shares with plugins the app registered first.
+
+async function appWith (t: Test, register: (app: FastifyInstance) => Promise<void>): Promise<string> {
+  const app = Fastify({ logger: false })
+  t.teardown(() => app.close())
+  await register(app)
+  return await listen(app)
+}
+
+const counter = async (scope: FastifyInstance) => {
+  scope.post('/count', async (request) => {
+    const session = request.raw.session!
+    const counted = session as typeof session & { count?: number }
+    counted.count = (counted.count ?? 0) + 1
+    return { count: counted.count }
+  })
+}
+
+t.test('only the scope it is registered in gets sessions; a sibling scope gets none', async (t) => {
+  const db = await createTestDatabase(t)
+  const env: Env = { ...baseEnv, ...db.env }
+  const base = await appWith(t, async (app) => {
+    await app.register(async (scope) => {
+      await scope.register(sessionPlugin, { env })
+      await counter(scope)
+    })
+    await app.register(async (sibling) => {
+      sibling.post('/other', async (request) => ({ session: request.raw.session !== undefined }))
+    })
+  })
+  const other = await httpRequest(`${base}/other`, { method: 'POST' })
+  t.same(other.json(), { session: false })
+  t.equal(other.headers['set-cookie'], undefined)
+  t.equal(other.headers['cache-control'], undefined, 'none of the bridge\'s hooks run there')
+  t.equal(await countRows(db), 0)
+
+  const first = await httpRequest(`${base}/count`, { method: 'POST' })
+  const cookie = sessionCookie(first.headers['set-cookie'])!
+  const second = await httpRequest(`${base}/count`, { method: 'POST', headers: { cookie } })
+  t.same(second.json(), { count: 2 })
+})
+
+t.test('the app\'s own @fastify/express and @fastify/env stay as they are', async (t) => {
+  const db = await createTestDatabase(t)
+  const base = await appWith(t, async (app) => {
+    // The app's own configuration under `config`: the plugin's is `sessionConfig`, no clash.
+    await app.register(fastifyEnv, { schema: { type: 'object', properties: { GREETING: { type: 'string', default: 'hello' } } }, data: {} })
+    await app.register(fastifyExpress)
+    app.use((req: { greeted?: boolean }, _res: unknown, next: () => void) => {
+      req.greeted = true
+      next()
+    })
+    // Typed values, validated as variables are.
+    await app.register(sessionPlugin, { config: { ...baseEnv, ...db.env, SESSION_MAX_AGE: 60_000 } })
+    app.get('/greeting', async (request) => ({
+      greeting: (app as unknown as { config: { GREETING: string } }).config.GREETING,
+      greeted: (request.raw as { greeted?: boolean }).greeted === true,
+      maxAge: app.sessionConfig.SESSION_MAX_AGE,
+      session: request.raw.session !== undefined
+    }))
+  })
+  const res = await httpRequest(`${base}/greeting`)
+  t.same(res.json(), { greeting: 'hello', greeted: true, maxAge: 60_000, session: true }, 'both Express middleware run, both configurations are there')
+  t.match(String(res.headers['set-cookie']), /Max-Age=60(;|$)/, 'the typed SESSION_MAX_AGE is the one applied')
+})
+
+t.test('a bad variable stops the app\'s start with a ConfigError that names it', async (t) => {
+  const app = Fastify({ logger: false })
+  t.teardown(() => app.close())
+  app.register(sessionPlugin, { env: { ...baseEnv, SESSION_PORT: 'three' } })
+  const error = await app.ready().then(() => undefined, (error: unknown) => error)
+  t.type(error, ConfigError)
+  t.match((error as Error).message, /^SESSION_PORT must be an integer 1-65535/)
+})
