@@ -4,6 +4,7 @@
 import './session/session-data.js'
 
 export { default, default as sessionPlugin, type SessionPluginOptions } from './plugins/session.js'
+export { default as sessionStorePlugin } from './plugins/session-store.js'
 export { buildApp, type BuildAppOptions } from './app.js'
 
 export { default as sessionRoutes } from './routes/session.js'

@@ -1,8 +1,11 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import fastifyEnv from '@fastify/env'
 import fastifyExpress from '@fastify/express'
 import Fastify, { type FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
+import sessionStorePlugin from '../src/plugins/session-store.js'
 import sessionPlugin from '../src/plugins/session.js'
+import healthRoutes from '../src/routes/health.js'
 import { ConfigError } from '../src/config/config.js'
 import { baseEnv, countRows, createTestDatabase, httpRequest, listen, sessionCookie, type Env } from './helper.js'
 
@@ -49,13 +52,33 @@ t.test('only the scope it is registered in gets sessions; a sibling scope gets n
   t.same(second.json(), { count: 2 })
 })
 
+t.test('the store plugin at the root, the session plugin in a scope: one store, health outside the bridge', async (t) => {
+  const db = await createTestDatabase(t)
+  let stores: unknown[] = []
+  const base = await appWith(t, async (app) => {
+    await app.register(sessionStorePlugin, { env: { ...baseEnv, ...db.env } })
+    await app.register(healthRoutes)
+    await app.register(async (scope) => {
+      await scope.register(sessionPlugin)
+      await counter(scope)
+      stores = [app.sessionStore, scope.sessionStore]
+    })
+  })
+  t.equal(stores[0], stores[1], 'the scope shares the root\'s store')
+  const ready = await httpRequest(`${base}/health/ready`)
+  t.equal(ready.status, 200)
+  t.equal(ready.headers['set-cookie'], undefined, 'health gets no session')
+  t.same((await httpRequest(`${base}/count`, { method: 'POST' })).json(), { count: 1 })
+  t.equal(await countRows(db), 1)
+})
+
 t.test('the app\'s own @fastify/express and @fastify/env stay as they are', async (t) => {
   const db = await createTestDatabase(t)
   const base = await appWith(t, async (app) => {
     // The app's own configuration under `config`: the plugin's is `sessionConfig`, no clash.
     await app.register(fastifyEnv, { schema: { type: 'object', properties: { GREETING: { type: 'string', default: 'hello' } } }, data: {} })
     await app.register(fastifyExpress)
-    app.use((req: { greeted?: boolean }, _res: unknown, next: () => void) => {
+    app.use((req: IncomingMessage & { greeted?: boolean }, _res: ServerResponse, next: () => void) => {
       req.greeted = true
       next()
     })

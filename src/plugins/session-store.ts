@@ -5,6 +5,7 @@ import type { ManagedStore } from '../session/managed-store.js'
 import { MemorySessionStore } from '../session/memory-store.js'
 import { STORE_DEADLINE_MS } from '../session/mysql-pool.js'
 import { createMysqlStore } from '../session/mysql-store.js'
+import configPlugin, { type ConfigPluginOptions } from './config.js'
 import { metricsOf } from './metrics.js'
 
 declare module 'fastify' {
@@ -15,9 +16,11 @@ declare module 'fastify' {
 
 /**
  * The session store: MySQL/MariaDB when SESSION_HOST is set, memory otherwise. A database that is
- * down at start does not stop the server: the table is created when it first answers.
+ * down at start does not stop the server: the table is created when it first answers. Without the
+ * bridge's hooks: a scope that needs the store but no sessions (health, metrics) registers this.
  */
-export default fp(async function sessionStorePlugin (fastify) {
+export default fp<ConfigPluginOptions>(async function sessionStorePlugin (fastify, options) {
+  if (!fastify.hasDecorator('sessionConfig')) await fastify.register(configPlugin, options)
   const config = fastify.sessionConfig
   const log = fastify.log.child({ component: 'session-store' })
 
@@ -42,4 +45,4 @@ export default fp(async function sessionStorePlugin (fastify) {
     await store.close()
     await pool.end()
   })
-}, { name: 'session-store', dependencies: ['session-config'] })
+}, { name: 'session-store' })

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import configPlugin, { type ConfigPluginOptions } from './config.js'
+import type { ConfigPluginOptions } from './config.js'
 import crossSiteGuard from './cross-site-guard.js'
 import sessionBridge from './session-bridge.js'
 import sessionStore from './session-store.js'
@@ -13,13 +13,12 @@ export type SessionPluginOptions = ConfigPluginOptions
  * `request.raw.session`. Like any fastify-plugin, it applies to the scope it is registered in:
  * register it inside an encapsulated plugin to keep other routes free of sessions.
  *
- * A configuration or store that a parent scope already registered is shared, not made twice:
- * `buildApp` registers them at the root (its health and metrics routes need the store without the
- * bridge) and this plugin in the scope of the session routes.
+ * A store (and its configuration) that a parent scope registered with the store plugin is shared,
+ * not made twice: `buildApp` registers it at the root (its health and metrics routes need the store
+ * without the bridge) and this plugin in the scope of the session routes.
  */
 export default fp<SessionPluginOptions>(async function sessionPlugin (fastify, options) {
-  if (!fastify.hasDecorator('sessionConfig')) await fastify.register(configPlugin, options)
-  if (!fastify.hasDecorator('sessionStore')) await fastify.register(sessionStore)
+  if (!fastify.hasDecorator('sessionStore')) await fastify.register(sessionStore, options)
   await fastify.register(crossSiteGuard)
   await fastify.register(sessionBridge)
 }, { name: 'session' })
