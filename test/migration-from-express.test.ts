@@ -281,3 +281,20 @@ for (const variant of variants) {
     await again.close()
   })
 }
+
+t.test('custom column names (express-mysql-session\'s schema.columnNames) are refused with a reason, and the rows are left alone', async (t) => {
+  const db = await createTestDatabase(t)
+  const legacy = await startExpress(t, db, {
+    label: 'custom columns',
+    table: 'renamed',
+    store: { createDatabaseTable: true, schema: { tableName: 'renamed', columnNames: { session_id: 'sid', expires: 'expiry', data: 'payload' } } }
+  })
+  await new Client(legacy.base, COOKIE).request('/visit')
+  await legacy.close()
+  const project = await build(t, { ...db.env, SESSION_TABLE: 'renamed', SESSION_COOKIE_NAME: COOKIE, SESSION_SECRET: SECRET })
+  const failure = await project.sessionStore.countLive().then(() => undefined, (error: unknown) => error as Error)
+  t.match(failure?.cause, { message: /no column session_id, expires, data: other column names .* are not supported; rename them/ }, 'the store says why it cannot run')
+  const [rows] = await db.pool.query<RowDataPacket[]>('SELECT * FROM renamed')
+  t.equal(rows.length, 1, 'the Express app\'s row is still there')
+  t.same(Object.keys(rows[0]!).sort(), ['expiry', 'payload', 'sid'], 'and the table unchanged')
+})
