@@ -1,6 +1,7 @@
 import t, { type Test } from 'tap'
 import type { RowDataPacket } from 'mysql2/promise'
-import { baseEnv, httpRequest, serve, sessionCookie, type AppOptions } from './helper.js'
+import { userKey } from '../src/session/identity.js'
+import { baseEnv, build, httpRequest, serve, sessionCookie, type AppOptions } from './helper.js'
 import { WARN, captureLog } from './support/log-capture.js'
 import { sessionIdOf, signedCookie } from './support/signed-cookie.js'
 
@@ -51,7 +52,11 @@ async function setUp (t: Test, options: AppOptions = {}) {
     const [rows] = await db.pool.query<RowDataPacket[]>('SELECT data FROM sessions WHERE session_id = ?', [id])
     return JSON.parse(String(rows[0]?.data)).user as unknown
   }
-  return { visit, rowExists, storedUser, app, base }
+  const storedKey = async (id: string) => {
+    const [rows] = await db.pool.query<RowDataPacket[]>('SELECT user_key FROM sessions WHERE session_id = ?', [id])
+    return rows[0]?.user_key as string | null
+  }
+  return { visit, rowExists, storedUser, storedKey, app, base, db }
 }
 
 t.test('the fixture itself: a well-formed row is read as the session it holds', async (t) => {
@@ -91,7 +96,7 @@ const otherShapes: Array<[string, unknown]> = [
 ]
 
 t.test('a user of another shape is kept as stored, without a warning, and is anonymous to the built-in routes', async (t) => {
-  const { visit, rowExists, storedUser, base } = await setUp(t)
+  const { visit, rowExists, storedUser, storedKey, base } = await setUp(t)
   for (const [index, [label, user]] of otherShapes.entries()) {
     const id = `other-shape-${index}`
     const { res, warnings, issued } = await visit(id, JSON.stringify({ cookie, createdAt: 1, user }))
@@ -102,6 +107,7 @@ t.test('a user of another shape is kept as stored, without a warning, and is ano
     t.same(warnings, [], `${label}: no warning`)
     t.ok(await rowExists(id), `${label}: the row is kept`)
     t.same(await storedUser(id), user, `${label}: its user unchanged`)
+    t.equal(await storedKey(id), null, `${label}: its user key left unknown (NULL), not anonymous, for a process that can map it`)
     const list = await httpRequest(`${base}/session/all`, { headers: { cookie: signedCookie(id, baseEnv.SESSION_SECRET as string) } })
     t.equal(list.status, 401, `${label}: requireUser refuses it`)
   }
@@ -129,6 +135,22 @@ t.test('with a mapper, such a session is its user\'s: listed and revoked before 
   t.same(await storedUser('mapped'), { id: 8, roles: ['x'] }, 'the stored user is left as it was: a read maps, it does not write the mapping')
   const unmapped = await visit('unmapped', JSON.stringify({ cookie, createdAt: 1, user: { id: 'x' } }))
   t.same(unmapped.res.json().authenticated, false, 'data the mapper does not recognize stays anonymous')
+})
+
+t.test('a process without the mapper never hides a mapped session from its user: it leaves the key unknown, not anonymous', async (t) => {
+  const sessionUser = (data: Record<string, unknown>) => typeof (data.user as { id?: unknown })?.id === 'number' ? { name: `user${(data.user as { id: number }).id}` } : undefined
+  const { app, db, storedKey } = await setUp(t, { sessionUser })
+  await app.sessionStore.set('nine', { cookie, createdAt: Date.now(), user: { id: 9 } } as never)
+  t.equal(await storedKey('nine'), userKey({ name: 'user9' }), 'keyed through the mapper')
+  // An instance (or `npm run sessions`) without the mapper reads and cleans the same table.
+  const plain = await build(t, db.env)
+  t.same(await plain.sessionStore.sessionsOf({ name: 'user9' }), [], 'it does not know the user')
+  await new Promise((resolve) => plain.sessionStore.get('nine', resolve))
+  await plain.sessionStore.cleanupExpired()
+  for (let tries = 0; tries < 20 && (await storedKey('nine')) !== null; tries++) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(await storedKey('nine'), null, 'its repair makes the key unknown, never \'\'')
+  t.same((await app.sessionStore.sessionsOf({ name: 'user9' })).map((session) => session.id), ['nine'], 'still listed by the instance with the mapper')
+  t.equal(await app.sessionStore.endSessionsOf({ name: 'user9' }), 1, 'and revoked by it')
 })
 
 // Not corruption: an expired session is routine (the cleanup removes it later), so no warning.

@@ -53,8 +53,16 @@ export function sessionUserOf (data: Record<string, unknown> | undefined, mapper
   }
 }
 
-/** The user_key the store writes for stored data: its user's key, '' when it has none (or data could not be read). */
-export function userKeyOf (session: object | undefined, mapper: SessionUserMapper = defaultSessionUser): string {
-  const user = sessionUserOf(session as Record<string, unknown> | undefined, mapper)
-  return user ? userKey(user) : ''
+/**
+ * The user_key the store writes for stored data: its user's key; '' when it has no user (or could
+ * not be read); NULL when it has a `user` this process cannot map. NULL means "not known yet": every
+ * user's list and revocation still reads such a row and checks it against its data, and a process
+ * with a mapper for it keys it, so a process without one (an older instance, `npm run sessions`)
+ * can never hide a session from the user it belongs to by keying it as anonymous.
+ */
+export function userKeyOf (session: object | undefined, mapper: SessionUserMapper = defaultSessionUser): string | null {
+  const data = session as Record<string, unknown> | undefined
+  const user = sessionUserOf(data, mapper)
+  if (user) return userKey(user)
+  return data?.user === undefined || data.user === null ? '' : null
 }

@@ -10,7 +10,8 @@ import { parseStoredData, sessionShapeProblem } from './stored-data.js'
 interface MemoryRow {
   data: string
   expires: number
-  userKey: string
+  /** NULL for a user the mapper cannot tell (identity.ts), as in the MySQL store. */
+  userKey: string | null
 }
 
 /**

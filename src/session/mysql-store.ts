@@ -59,7 +59,7 @@ interface SessionRow extends RowDataPacket {
   /** Text, or an object when the column is of JSON type (mysql2 parses those). */
   data: unknown
   expires: number
-  /** '' for an anonymous session, NULL for a row another writer wrote (see table.ts). */
+  /** '' for an anonymous session, NULL for a row another writer wrote or a user not mapped (see table.ts). */
   user_key: string | null
 }
 
@@ -304,7 +304,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
    * find it by the index. Costs a query only for such rows, and nobody waits for it; it changes
    * nothing if a save rewrote the key meanwhile.
    */
-  private repairUserKey (sid: string, found: string | null, key: string): void {
+  private repairUserKey (sid: string, found: string | null, key: string | null): void {
     this.run('repair user key', (connection) => statement(connection, 'execute', this.sql.repairUserKey, [key, sid, found]))
       .catch((error: unknown) => { this.log.warn({ err: error }, 'could not repair a session\'s user key; the next cleanup does') })
   }

@@ -7,8 +7,9 @@ const ER_DUP_KEYNAME = 1061
 const REQUIRED_COLUMNS = ['session_id', 'expires', 'data']
 
 // Who is logged in, written by the store from `session.user` on every save (identity.ts): '' for
-// an anonymous session, NULL for a row another writer (an Express app on the same table) wrote,
-// which the maintenance run keys (user-keys.ts) and the user's list checks meanwhile.
+// an anonymous session, NULL for a row another writer (an Express app on the same table) wrote or
+// whose user this process cannot map, which the maintenance run keys (user-keys.ts) and the user's
+// list checks meanwhile.
 const USER_KEY_COLUMN = 'user_key char(43) CHARACTER SET ascii COLLATE ascii_bin NULL'
 
 /**

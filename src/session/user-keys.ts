@@ -23,14 +23,18 @@ export async function keyUnkeyedRows (connection: PoolConnection, table: string,
       `SELECT session_id, data FROM ${name} WHERE user_key IS NULL AND expires > ? AND session_id > ? ORDER BY session_id LIMIT ${KEYING_BATCH}`,
       [nowSeconds(), after])
     if (rows.length === 0) return keyed
-    const keys = rows.map((row) => [String(row.session_id), userKeyOf(parseStoredData(row.data), mapper)] as const)
-    const [result] = await connection.query<ResultSetHeader>(
-      `UPDATE ${name} SET user_key = CASE session_id ${keys.map(() => 'WHEN ? THEN ?').join(' ')} END
-        WHERE session_id IN (?) AND user_key IS NULL`,
-      [...keys.flat(), keys.map(([id]) => id)])
-    keyed += result.affectedRows
+    const all = rows.map((row) => [String(row.session_id), userKeyOf(parseStoredData(row.data), mapper)] as const)
+    // A user this process cannot map stays NULL, for a process that can (identity.ts).
+    const keys = all.filter((entry): entry is readonly [string, string] => entry[1] !== null)
+    if (keys.length > 0) {
+      const [result] = await connection.query<ResultSetHeader>(
+        `UPDATE ${name} SET user_key = CASE session_id ${keys.map(() => 'WHEN ? THEN ?').join(' ')} END
+          WHERE session_id IN (?) AND user_key IS NULL`,
+        [...keys.flat(), keys.map(([id]) => id)])
+      keyed += result.affectedRows
+    }
     if (rows.length < KEYING_BATCH) return keyed
-    after = keys[keys.length - 1]![0]
+    after = all[all.length - 1]![0]
     // Rest as long as the batch took, as the cleanup does: reads keep their latency meanwhile.
     await sleep(Date.now() - started, undefined, { signal }).catch(() => {})
   }
