@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import { trustProxyFunction, type ConfigSource } from './config/config.js'
 import type { Authenticator } from './auth/authenticator.js'
+import type { SessionUserMapper } from './session/identity.js'
 import apiDocs, { declareSessionCookie } from './plugins/api-docs.js'
 import auth from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
@@ -28,6 +29,8 @@ export interface BuildAppOptions {
    * `request.raw.session`; protect them with `requireUser` or `withUser` from src/auth/require-user.ts.
    */
   sessionRoutes?: FastifyPluginAsync
+  /** Finds the logged-in user in sessions an earlier app wrote in its own shape (docs/migrating-from-express.md). */
+  sessionUser?: SessionUserMapper
 }
 
 /**
@@ -58,7 +61,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     await app.register(apiDocs)
     // Before the store: a bad users file stops start-up before a pool is opened.
     await app.register(auth, { authenticator: options.authenticator })
-    await app.register(sessionStore)
+    await app.register(sessionStore, { sessionUser: options.sessionUser })
     await app.register(healthRoutes)
     await app.register(metricsRoutes)
     await app.register(pageRoutes)

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyRequest, RawServerDefault } from 'fastify'
 import { HttpError } from '../http-error.js'
+import { isSessionUser } from '../session/identity.js'
 import type { RequestSession, SessionUser } from '../session/session-data.js'
 
 /** A raw request whose session is known to belong to a logged-in user. */
@@ -12,9 +13,12 @@ export interface AuthenticatedRawRequest extends IncomingMessage {
 /** A Fastify scope in which every route runs after `requireUser`. */
 export type AuthenticatedScope = FastifyInstance<RawServerDefault, AuthenticatedRawRequest>
 
-/** preHandler: 401 JSON unless the request's session has a logged-in user. */
+/**
+ * preHandler: 401 JSON unless the request's session has a logged-in user: a `user` of the shape
+ * `{ name }` (a user of another shape that the store's mapper found in it is, see identity.ts).
+ */
 export async function requireUser (request: FastifyRequest): Promise<void> {
-  if (!request.raw.session?.user) throw new HttpError(401, 'Log in first')
+  if (!isSessionUser(request.raw.session?.user)) throw new HttpError(401, 'Log in first')
 }
 
 /**

@@ -1,10 +1,10 @@
 import fp from 'fastify-plugin'
-import type { ConfigPluginOptions } from './config.js'
 import crossSiteGuard from './cross-site-guard.js'
 import sessionBridge from './session-bridge.js'
-import sessionStore from './session-store.js'
+import sessionStore, { type SessionStoreOptions } from './session-store.js'
 
-export type SessionPluginOptions = ConfigPluginOptions
+/** Where the variables come from (see config.ts) and, for sessions of another app's shape, a `sessionUser` mapper. */
+export type SessionPluginOptions = SessionStoreOptions
 
 /**
  * The session stack as one plugin, for an app of its own: the validated SESSION_* configuration

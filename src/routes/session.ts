@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { HttpError } from '../http-error.js'
 import type { RequestSession } from '../session/session-data.js'
 import { lifetimePolicy } from '../config/config.js'
+import { isSessionUser } from '../session/identity.js'
 import { sessionEndsAt } from '../session/lifetime.js'
 import { nestingDepth } from '../session/stored-data.js'
 import { STATE_MAX_BYTES, STATE_MAX_DEPTH, anyJson, errorBody, sessionRouteErrors, userBody } from './schemas.js'
@@ -48,9 +49,11 @@ export default async function sessionRoutes (fastify: FastifyInstance) {
   }, async (request) => {
     const current = request.raw.session
     if (!current) return { authenticated: false }
+    // A `user` of another shape that no mapper recognized is not a login (identity.ts).
+    const user = isSessionUser(current.user) ? current.user : undefined
     return {
-      authenticated: current.user !== undefined,
-      user: current.user,
+      authenticated: user !== undefined,
+      user,
       createdAt: new Date(current.createdAt ?? Date.now()).toISOString(),
       expiresAt: new Date(sessionEndsAt(current, lifetime)).toISOString(),
       state: current.state ?? null

@@ -24,7 +24,45 @@ export function userKey (user: SessionUser): string {
   return createHash('sha256').update(JSON.stringify([user.iss ?? LOCAL_ISSUER, user.sub ?? user.name])).digest('base64url')
 }
 
-/** The user_key the store writes for stored data: its user's key, '' when it has none (or data could not be read). */
-export function userKeyOf (session: { user?: unknown } | undefined): string {
-  return session && isSessionUser(session.user) ? userKey(session.user) : ''
+/**
+ * Finds the logged-in user in a session's stored data, or says there is none (undefined). The
+ * stores use one such function for every user key they compute (saves, reads, the user's list,
+ * revocations, the background keying) and the bridge for `session.user`, so sessions an earlier
+ * app wrote with its own user shape (`{ id, username }`, say) count as their user's everywhere.
+ * It must be pure and must not throw; what it returns is used only when it is a SessionUser.
+ */
+export type SessionUserMapper = (data: Record<string, unknown>) => SessionUser | undefined
+
+/** The project's own shape: `session.user` when it is `{ name, iss?, sub? }`. */
+export const defaultSessionUser: SessionUserMapper = (data) => isSessionUser(data.user) ? data.user : undefined
+
+/**
+ * The user of stored data under a mapper: the project's own `{ name }` shape when `user` has it,
+ * else what the mapper finds (checked, and undefined if it throws). Sessions the project writes
+ * always have its shape, so a mapper only ever sees data of another shape.
+ */
+export function sessionUserOf (data: Record<string, unknown> | undefined, mapper: SessionUserMapper = defaultSessionUser): SessionUser | undefined {
+  if (!data) return undefined
+  if (isSessionUser(data.user)) return data.user
+  if (mapper === defaultSessionUser) return undefined
+  try {
+    const user = mapper(data)
+    return isSessionUser(user) ? user : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The user_key the store writes for stored data: its user's key; '' when it has no user (or could
+ * not be read); NULL when it has a `user` this process cannot map. NULL means "not known yet": every
+ * user's list and revocation still reads such a row and checks it against its data, and a process
+ * with a mapper for it keys it, so a process without one (an older instance, `npm run sessions`)
+ * can never hide a session from the user it belongs to by keying it as anonymous.
+ */
+export function userKeyOf (session: object | undefined, mapper: SessionUserMapper = defaultSessionUser): string | null {
+  const data = session as Record<string, unknown> | undefined
+  const user = sessionUserOf(data, mapper)
+  if (user) return userKey(user)
+  return data?.user === undefined || data.user === null ? '' : null
 }

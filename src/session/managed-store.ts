@@ -38,6 +38,11 @@ export interface ManagedStore extends Store {
   rewriteUnchanged (sid: string, session: SessionData): Promise<void>
   /** Stops the store's background work; the caller ends its pool afterwards. */
   close (): Promise<void>
+  /**
+   * The logged-in user of stored data, under the store's SessionUserMapper (identity.ts): the one
+   * function behind every user key the store writes and looks up, and behind `session.user`.
+   */
+  userOf (data: object): SessionUser | undefined
 }
 
 export interface CleanupOptions {

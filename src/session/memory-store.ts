@@ -1,5 +1,5 @@
 import type { SessionData } from 'express-session'
-import { userKey, userKeyOf } from './identity.js'
+import { defaultSessionUser, sessionUserOf, userKey, userKeyOf, type SessionUserMapper } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
 import { PromiseSessionStore, SessionEndedError, type ManagedStore, type StoredSession } from './managed-store.js'
 import { loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
@@ -10,7 +10,8 @@ import { parseStoredData, sessionShapeProblem } from './stored-data.js'
 interface MemoryRow {
   data: string
   expires: number
-  userKey: string
+  /** NULL for a user the mapper cannot tell (identity.ts), as in the MySQL store. */
+  userKey: string | null
 }
 
 /**
@@ -21,8 +22,12 @@ interface MemoryRow {
 export class MemorySessionStore extends PromiseSessionStore implements ManagedStore {
   private readonly rows = new Map<string, MemoryRow>()
 
-  constructor (private readonly policy: LifetimePolicy) {
+  constructor (private readonly policy: LifetimePolicy, private readonly mapper: SessionUserMapper = defaultSessionUser) {
     super()
+  }
+
+  userOf (data: object): SessionUser | undefined {
+    return sessionUserOf(data as Record<string, unknown>, this.mapper)
   }
 
   async ping (): Promise<void> {}
@@ -95,7 +100,7 @@ export class MemorySessionStore extends PromiseSessionStore implements ManagedSt
     if (isUnchangedSince(sid, session, this.policy)) return
     if (persistedExpiry(session, sid) !== undefined && !this.rows.has(sid)) throw new SessionEndedError()
     const expires = storedExpiresSeconds(session, this.policy)
-    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: userKeyOf(session) })
+    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: userKeyOf(session, this.mapper) })
     markPersisted(session, sid, expires, sessionContent(session))
   }
 
@@ -103,7 +108,7 @@ export class MemorySessionStore extends PromiseSessionStore implements ManagedSt
     const row = this.rows.get(sid)
     if (!row || row.data !== loadedText(session, sid)) return
     const expires = storedExpiresSeconds(session, this.policy)
-    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: userKeyOf(session) })
+    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: userKeyOf(session, this.mapper) })
     markPersisted(session, sid, expires, sessionContent(session))
   }
 

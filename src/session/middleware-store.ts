@@ -1,8 +1,9 @@
 import type { IncomingMessage } from 'node:http'
 import type { Cookie, SessionData, Store } from 'express-session'
 import type { FastifyBaseLogger } from 'fastify'
+import { isSessionUser } from './identity.js'
 import type { ManagedStore } from './managed-store.js'
-import { sessionFingerprint, sessionShapeProblem } from './stored-data.js'
+import { isPlainObject, sessionFingerprint, sessionShapeProblem } from './stored-data.js'
 
 /** The cookie attributes the configuration sets: the only source of them, for new and stored sessions alike. */
 export interface CookiePolicy {
@@ -73,8 +74,13 @@ export function isHttps (req: IncomingMessage): boolean {
 /**
  * The store as express-session sees it. Differences from the store itself:
  * - `get` hands express-session only data it can use as a session: a row of the wrong shape
- *   (`"user":"ann"`, a createdAt of 1e300...) is a fresh session and one warning, not a 5xx on
+ *   (no cookie, a createdAt of 1e300...) is a fresh session and one warning, not a 5xx on
  *   every request that carries its cookie;
+ * - a `user` of another shape than `{ name }` (an earlier app's) is kept; when the store's
+ *   SessionUserMapper finds a user in the data, `session.user` is that user, merged over the
+ *   earlier app's object (so that app still finds its own fields after this one writes the
+ *   session). Done here, before express-session hashes the data, so a read alone changes nothing
+ *   and writes nothing;
  * - a session read from the store gets its cookie attributes from the configuration, never from
  *   the row (an edited row cannot add `Domain` or drop `HttpOnly`; a tightened setting reaches
  *   existing sessions);
@@ -97,6 +103,7 @@ export function middlewareStore (store: ManagedStore, cookie: CookiePolicy, log:
             const stored = data.cookie as unknown as Record<string, unknown>
             storedCookies.set(data, stored)
             data.cookie = { expires: stored.expires, originalMaxAge: stored.originalMaxAge } as SessionData['cookie']
+            mapStoredUser(store, data as unknown as Record<string, unknown>)
             return callback(null, data)
           }
           log.warn({ session: sessionFingerprint(sid), problem }, 'a stored session has the wrong shape; the client gets a fresh session')
@@ -112,4 +119,19 @@ export function middlewareStore (store: ManagedStore, cookie: CookiePolicy, log:
       }
     }
   }) as Store
+}
+
+/**
+ * Gives data whose `user` is not `{ name }` the user the store's mapper finds in it, if any:
+ * `{ ...legacyUser, name, iss?, sub? }` when the stored user is an object, the user alone otherwise.
+ * Data where nothing maps keeps its `user` as stored; the built-in routes treat it as anonymous.
+ */
+function mapStoredUser (store: ManagedStore, data: Record<string, unknown>): void {
+  if (isSessionUser(data.user)) return
+  const user = store.userOf(data)
+  if (!user) return
+  const mapped: Record<string, unknown> = { name: user.name }
+  if (user.iss !== undefined) mapped.iss = user.iss
+  if (user.sub !== undefined) mapped.sub = user.sub
+  data.user = isPlainObject(data.user) ? { ...data.user, ...mapped } : mapped
 }

@@ -6,7 +6,7 @@ import { escapeId, type Pool, type PoolConnection, type ResultSetHeader, type Ro
 import type { FastifyBaseLogger } from 'fastify'
 import { lifetimePolicy, type Config } from '../config/config.js'
 import { createSessionPool } from './mysql-pool.js'
-import { userKey, userKeyOf } from './identity.js'
+import { defaultSessionUser, sessionUserOf, userKey, userKeyOf, type SessionUserMapper } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, nowSeconds, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
 import { PromiseSessionStore, SessionEndedError, SessionRejectedError, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
 import { loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
@@ -30,12 +30,14 @@ export interface MysqlSessionStoreOptions {
   log: FastifyBaseLogger
   /** Told of every database operation the store runs: its name, how long it took, whether it failed. */
   observe?: StoreObserver
+  /** Finds the user in stored data of another shape than the project's (a migrated app's sessions); see identity.ts. */
+  sessionUser?: SessionUserMapper
 }
 
 export type StoreObserver = (operation: string, seconds: number, failed: boolean) => void
 
 /** The store the configuration describes (SESSION_HOST set), on a pool of its own that the caller ends. */
-export function createMysqlStore (config: Config, options: Pick<MysqlSessionStoreOptions, 'deadlineMs' | 'log' | 'observe'>): { pool: Pool, store: MysqlSessionStore } {
+export function createMysqlStore (config: Config, options: Pick<MysqlSessionStoreOptions, 'deadlineMs' | 'log' | 'observe' | 'sessionUser'>): { pool: Pool, store: MysqlSessionStore } {
   const pool = createSessionPool(config)
   const store = new MysqlSessionStore({
     pool,
@@ -57,7 +59,7 @@ interface SessionRow extends RowDataPacket {
   /** Text, or an object when the column is of JSON type (mysql2 parses those). */
   data: unknown
   expires: number
-  /** '' for an anonymous session, NULL for a row another writer wrote (see table.ts). */
+  /** '' for an anonymous session, NULL for a row another writer wrote or a user not mapped (see table.ts). */
   user_key: string | null
 }
 
@@ -87,10 +89,12 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
   private schemaReady: Promise<void> | undefined
   private readonly closing = new AbortController()
   private startupKeying: Promise<unknown> | undefined
+  private readonly mapper: SessionUserMapper
 
   constructor (settings: MysqlSessionStoreOptions) {
     super()
     this.pool = settings.pool
+    this.mapper = settings.sessionUser ?? defaultSessionUser
     this.log = settings.log
     this.settings = settings
     const table = escapeId(settings.table)
@@ -139,6 +143,10 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     await this.startupKeying
   }
 
+  userOf (data: object): SessionUser | undefined {
+    return sessionUserOf(data as Record<string, unknown>, this.mapper)
+  }
+
   /** A protocol-level COM_PING: it proves the server answers without running a statement. */
   async ping (deadlineMs = this.settings.deadlineMs): Promise<void> {
     await this.run('ping', (connection) => new Promise<void>((resolve, reject) => {
@@ -158,7 +166,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal
     const removed = await this.withMaintenanceLock(async (connection) => {
       const removed = await this.deleteExpired(connection, signal)
-      if (!signal.aborted) await this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, signal))
+      if (!signal.aborted) await this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, signal, this.mapper))
       return removed
     })
     return removed ?? 0
@@ -166,7 +174,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
 
   /** Keys the rows that have no user key (see user-keys.ts), unless another instance is maintaining the table. */
   private async keyUnkeyedSessions (): Promise<number> {
-    const keyed = await this.withMaintenanceLock((connection) => this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, this.closing.signal)))
+    const keyed = await this.withMaintenanceLock((connection) => this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, this.closing.signal, this.mapper)))
     if (keyed) this.log.info({ keyed }, 'keyed existing sessions by user')
     return keyed ?? 0
   }
@@ -255,7 +263,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
   private usableRowsOf (rows: SessionRow[], key: string): Array<{ row: SessionRow, data: SessionData }> {
     return rows.flatMap((row) => {
       const data = parseStoredData(row.data)
-      const dataKey = userKeyOf(data)
+      const dataKey = userKeyOf(data, this.mapper)
       if (dataKey !== row.user_key) this.repairUserKey(row.session_id, row.user_key, dataKey)
       if (!data || dataKey !== key || sessionShapeProblem(data) !== undefined) return []
       return [{ row, data: data as unknown as SessionData }]
@@ -283,7 +291,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
       this.forget(sid)
       return null
     }
-    const key = userKeyOf(data)
+    const key = userKeyOf(data, this.mapper)
     if (key !== row.user_key) this.repairUserKey(sid, row.user_key, key)
     markPersisted(data, sid, row.expires)
     if (typeof row.data === 'string') markLoaded(data, sid, row.data)
@@ -296,7 +304,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
    * find it by the index. Costs a query only for such rows, and nobody waits for it; it changes
    * nothing if a save rewrote the key meanwhile.
    */
-  private repairUserKey (sid: string, found: string | null, key: string): void {
+  private repairUserKey (sid: string, found: string | null, key: string | null): void {
     this.run('repair user key', (connection) => statement(connection, 'execute', this.sql.repairUserKey, [key, sid, found]))
       .catch((error: unknown) => { this.log.warn({ err: error }, 'could not repair a session\'s user key; the next cleanup does') })
   }
@@ -322,7 +330,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     if (isUnchangedSince(sid, session, policy)) return
     const expires = storedExpiresSeconds(session, policy)
     const data = JSON.stringify(session)
-    const key = userKeyOf(session)
+    const key = userKeyOf(session, this.mapper)
     if (persistedExpiry(session, sid) === undefined) {
       await refusedData(this.run('insert', (connection) => statement(connection, 'execute', this.sql.upsert, [sid, expires, data, key])))
     } else {
@@ -342,7 +350,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     const expires = storedExpiresSeconds(session, policy)
     const data = JSON.stringify(session)
     try {
-      const [result] = await this.run('rewrite', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.rewrite, [expires, data, userKeyOf(session), sid, read]))
+      const [result] = await this.run('rewrite', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.rewrite, [expires, data, userKeyOf(session, this.mapper), sid, read]))
       if (result.affectedRows > 0) markPersisted(session, sid, expires, sessionContent(session))
     } catch (error) {
       this.log.warn({ err: error }, 'could not rewrite a session with its configured cookie attributes')

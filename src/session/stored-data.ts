@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto'
 import type { SessionData } from 'express-session'
-import { isSessionUser } from './identity.js'
 
 type JsonObject = Record<string, unknown>
 
@@ -69,7 +68,9 @@ function hasDangerousKeys (root: JsonObject): boolean {
  * What is wrong with stored data for express-session and this project's routes to use it as a
  * session, or undefined when nothing is. Every field the code relies on is checked; cookie
  * attributes other than the expiry are not, because they always come from the configuration.
- * A consumer's own fields are theirs to check.
+ * A consumer's own fields are theirs to check, and so is `user`: a `user` of another shape (an
+ * earlier app's `{ id, username }`) is kept as stored. It never makes the session a logged-in one
+ * by itself: only what the store's SessionUserMapper finds does (identity.ts).
  */
 export function sessionShapeProblem (data: JsonObject): string | undefined {
   if (nestingDepth(data) > MAX_SESSION_DEPTH) return `nests deeper than ${MAX_SESSION_DEPTH} levels`
@@ -78,7 +79,6 @@ export function sessionShapeProblem (data: JsonObject): string | undefined {
   if (cookie.expires !== undefined && cookie.expires !== null && !isTime(cookie.expires)) return 'cookie.expires is not a date'
   if (cookie.originalMaxAge !== undefined && cookie.originalMaxAge !== null && !isDuration(cookie.originalMaxAge)) return 'cookie.originalMaxAge is not a duration'
   if (data.createdAt !== undefined && !isTimeNumber(data.createdAt)) return 'createdAt is not a time in ms'
-  if (data.user !== undefined && !isSessionUser(data.user)) return 'user is not { name }'
   if (data.userAgent !== undefined && typeof data.userAgent !== 'string') return 'userAgent is not a string'
   if (data.ip !== undefined && typeof data.ip !== 'string') return 'ip is not a string'
   return undefined

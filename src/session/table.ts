@@ -3,9 +3,13 @@ import { escapeId, type Pool, type RowDataPacket } from 'mysql2/promise'
 const ER_DUP_FIELDNAME = 1060
 const ER_DUP_KEYNAME = 1061
 
+// The columns express-mysql-session's table has by default, which every query here names.
+const REQUIRED_COLUMNS = ['session_id', 'expires', 'data']
+
 // Who is logged in, written by the store from `session.user` on every save (identity.ts): '' for
-// an anonymous session, NULL for a row another writer (an Express app on the same table) wrote,
-// which the maintenance run keys (user-keys.ts) and the user's list checks meanwhile.
+// an anonymous session, NULL for a row another writer (an Express app on the same table) wrote or
+// whose user this process cannot map, which the maintenance run keys (user-keys.ts) and the user's
+// list checks meanwhile.
 const USER_KEY_COLUMN = 'user_key char(43) CHARACTER SET ascii COLLATE ascii_bin NULL'
 
 /**
@@ -31,10 +35,16 @@ export async function createOrUpgradeTable (pool: Pool, table: string): Promise<
     KEY idx_expires (expires),
     KEY idx_user_key (user_key)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`)
+  const columns = await columnsOf(pool, table)
+  const missing = REQUIRED_COLUMNS.filter((column) => !columns.has(column))
+  if (missing.length > 0) {
+    // express-mysql-session's `schema.columnNames` renames them; this store's queries name them.
+    throw new Error(`the session table ${table} has no column ${missing.join(', ')}: other column names than session_id, expires, data are not supported; rename them (docs/migrating-from-express.md)`)
+  }
   if (!(await hasIndexOn(pool, table, 'expires'))) {
     await ignoreError(ER_DUP_KEYNAME, pool.query(`ALTER TABLE ${name} ADD INDEX idx_expires (expires)`))
   }
-  if (!(await hasColumn(pool, table, 'user_key'))) {
+  if (!columns.has('user_key')) {
     await ignoreError(ER_DUP_FIELDNAME, pool.query(`ALTER TABLE ${name} ADD COLUMN ${USER_KEY_COLUMN}`))
   }
   if (!(await hasIndexOn(pool, table, 'user_key'))) {
@@ -42,12 +52,12 @@ export async function createOrUpgradeTable (pool: Pool, table: string): Promise<
   }
 }
 
-async function hasColumn (pool: Pool, table: string, column: string): Promise<boolean> {
+async function columnsOf (pool: Pool, table: string): Promise<Set<string>> {
   const [rows] = await pool.query<RowDataPacket[]>(
-    `SELECT 1 FROM information_schema.columns
-      WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ? LIMIT 1`,
-    [table, column])
-  return rows.length > 0
+    `SELECT column_name AS name FROM information_schema.columns
+      WHERE table_schema = DATABASE() AND table_name = ?`,
+    [table])
+  return new Set(rows.map((row) => String(row.name)))
 }
 
 async function hasIndexOn (pool: Pool, table: string, column: string): Promise<boolean> {
