@@ -96,6 +96,26 @@ t.test('the app\'s own @fastify/express and @fastify/env stay as they are', asyn
   t.match(String(res.headers['set-cookie']), /Max-Age=60(;|$)/, 'the typed SESSION_MAX_AGE is the one applied')
 })
 
+t.test('a Secure cookie (the default) over plain HTTP: no session, no row; the app\'s trustProxy decides what is HTTPS', async (t) => {
+  const db = await createTestDatabase(t)
+  const env: Env = { ...baseEnv, ...db.env, SESSION_COOKIE_SECURE: 'true' }
+  const app = Fastify({ logger: false, trustProxy: '127.0.0.1' })
+  t.teardown(() => app.close())
+  await app.register(sessionPlugin, { env })
+  app.post('/seen', async (request) => ({ session: request.raw.session !== undefined }))
+  const base = await listen(app)
+
+  const plain = await httpRequest(`${base}/seen`, { method: 'POST' })
+  t.same(plain.json(), { session: false })
+  t.equal(plain.headers['set-cookie'], undefined)
+  t.equal(await countRows(db), 0, 'no row for a cookie the browser would never send back')
+
+  const proxied = await httpRequest(`${base}/seen`, { method: 'POST', headers: { 'x-forwarded-proto': 'https' } })
+  t.same(proxied.json(), { session: true }, 'HTTPS as the app\'s trusted proxy reports it')
+  t.match(String(proxied.headers['set-cookie']), /; Secure/)
+  t.equal(await countRows(db), 1)
+})
+
 t.test('a bad variable stops the app\'s start with a ConfigError that names it', async (t) => {
   const app = Fastify({ logger: false })
   t.teardown(() => app.close())
