@@ -22,7 +22,7 @@ export { requireUser, withUser, type AuthenticatedRawRequest, type Authenticated
 export type { Authenticator } from './auth/authenticator.js'
 export { HtpasswdAuthenticator } from './auth/htpasswd.js'
 export type { RequestSession, SessionUser } from './session/session-data.js'
-export type { SessionUserMapper } from './session/identity.js'
+export { isSessionUser, type SessionUserMapper } from './session/identity.js'
 export type { ManagedStore, StoredSession } from './session/managed-store.js'
 export { SessionEndedError, SessionRejectedError } from './session/managed-store.js'
 export { StoreUnavailableError } from './session/store-errors.js'

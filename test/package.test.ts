@@ -15,8 +15,10 @@ const npm = (args: string[], cwd: string) => execFileSync('npm', args, { cwd, st
 
 /** Packs the project as `npm pack` would after its prepack build, without touching its dist/. */
 function packProject (into: string): string {
+  // Every file the repository tracks, so package.json's `files` is what keeps the rest out.
   const staging = join(into, 'staging')
-  for (const entry of ['package.json', 'README.md', 'docs', '.env.example']) cpSync(join(root, entry), join(staging, entry), { recursive: true })
+  const tracked = execFileSync('git', ['ls-files', '-z'], { cwd: root, encoding: 'utf8' }).split('\0').filter(Boolean)
+  for (const file of tracked) cpSync(join(root, file), join(staging, file))
   execFileSync(process.execPath, ['scripts/build.mjs', join(staging, 'dist')], { cwd: root, stdio: 'pipe' })
   const [packed] = JSON.parse(npm(['pack', staging, '--pack-destination', into, '--ignore-scripts', '--json'], root)) as Array<{ filename: string, files: Array<{ path: string }> }>
   return join(into, packed!.filename)
@@ -50,7 +52,8 @@ t.test('the tarball holds what a user needs and nothing else', async (t) => {
   t.ok(listing.includes('package/dist/index.js'), 'the entry point')
   t.ok(listing.includes('package/dist/index.d.ts'), 'its declarations')
   t.ok(listing.includes('package/dist/web/index.html'), 'the page the page routes serve')
-  t.same(listing.filter((path) => /^package\/(src|test|bench|scripts|examples|node_modules)\/|\.map$|tsbuildinfo/.test(path)), [], 'no sources, tests, maps or build state')
+  t.ok(listing.length > 50, `${listing.length} files`)
+  t.same(listing.filter((path) => /^package\/(src|test|bench|scripts|examples|node_modules|\.ci)\/|\.map$|tsbuildinfo|^package\/\.(git|env$)/.test(path)), [], 'no sources, tests, CI, maps, build state or secrets')
 })
 
 t.test('the example installs the tarball, type-checks against its declarations, and builds', async (t) => {

@@ -116,6 +116,64 @@ t.test('a Secure cookie (the default) over plain HTTP: no session, no row; the a
   t.equal(await countRows(db), 1)
 })
 
+t.test('a failed answer carries no session cookie and writes no session, whoever fails', async (t) => {
+  const db = await createTestDatabase(t)
+  const env: Env = { ...baseEnv, ...db.env, SESSION_RESAVE: 'true' }
+  const base = await appWith(t, async (app) => {
+    app.setErrorHandler((error: Error & { statusCode?: number }, _request, reply) => {
+      reply.code(error.statusCode ?? 500).send({ problem: 'sorry' })
+    })
+    await app.register(async (scope) => {
+      await scope.register(sessionPlugin, { env })
+      await counter(scope)
+      scope.post('/count-then-throw', async (request) => {
+        (request.raw.session as unknown as { count: number }).count = 1
+        throw new Error('the route failed after changing the session')
+      })
+      scope.post('/count-then-500', async (request, reply) => {
+        (request.raw.session as unknown as { count: number }).count = 1
+        return reply.code(500).send({ problem: 'chosen' })
+      })
+      // A hook of the app's that fails after the bridge's onSend (RESAVE: it has set the cookie).
+      scope.register(async (late) => {
+        late.addHook('onSend', async (request) => {
+          if (request.headers['x-fail-late'] === 'yes') throw new Error('a later onSend hook failed')
+        })
+        late.post('/late', async () => ({ ok: true }))
+      })
+    })
+  })
+  for (const path of ['/count-then-throw', '/count-then-500']) {
+    const res = await httpRequest(`${base}${path}`, { method: 'POST' })
+    t.equal(res.status, 500, path)
+    t.equal(res.headers['set-cookie'], undefined, `${path}: no cookie`)
+  }
+  t.equal(await countRows(db), 0, 'and no row for either')
+
+  const cookie = sessionCookie((await httpRequest(`${base}/count`, { method: 'POST' })).headers['set-cookie'])!
+  const ok = await httpRequest(`${base}/late`, { method: 'POST', headers: { cookie } })
+  t.ok(sessionCookie(ok.headers['set-cookie']), 'the control: with RESAVE an answer renews the cookie')
+  const failed = await httpRequest(`${base}/late`, { method: 'POST', headers: { cookie, 'x-fail-late': 'yes' } })
+  t.equal(failed.status, 500)
+  t.equal(sessionCookie(failed.headers['set-cookie']), undefined, 'a hook failing after the bridge: its cookie is taken back')
+})
+
+t.test('a cross-site request under the app\'s own @fastify/express: 403, no session made, no row', async (t) => {
+  const db = await createTestDatabase(t)
+  const base = await appWith(t, async (app) => {
+    await app.register(fastifyExpress)
+    await app.register(async (scope) => {
+      await scope.register(sessionPlugin, { env: { ...baseEnv, ...db.env } })
+      await counter(scope)
+    })
+  })
+  const res = await httpRequest(`${base}/count`, { method: 'POST', headers: { origin: 'https://elsewhere.example' } })
+  t.equal(res.status, 403)
+  t.equal(res.headers['set-cookie'], undefined)
+  t.equal(await countRows(db), 0)
+  t.equal((await httpRequest(`${base}/count`, { method: 'POST' })).status, 200, 'the control: without Origin it passes')
+})
+
 t.test('a bad variable stops the app\'s start with a ConfigError that names it', async (t) => {
   const app = Fastify({ logger: false })
   t.teardown(() => app.close())

@@ -49,7 +49,7 @@ async function main (): Promise<void> {
     throw new ConfigError('npm run sessions needs the database: set SESSION_HOST, SESSION_USER and SESSION_DATABASE as for the server (the in-memory store lives only inside a server process)')
   }
   database = `${config.SESSION_HOST}:${config.SESSION_PORT}`
-  const { pool, store } = createMysqlStore(config, { deadlineMs: CLI_DEADLINE_MS, log: pino({ level: config.LOG_LEVEL }, pino.destination(2)) })
+  const { pool, store } = createMysqlStore(config, { deadlineMs: CLI_DEADLINE_MS, log: pino({ level: config.LOG_LEVEL }, pino.destination(2)), keysRows: false })
   const print = (line: string) => process.stdout.write(`${line}\n`)
   try {
     if (command === 'count') {

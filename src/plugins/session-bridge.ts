@@ -71,7 +71,10 @@ export default fp(async function sessionBridge (fastify) {
 
   // An app that mounts Express middleware of its own has registered @fastify/express already (a
   // second registration would clash on its `use` decorator); express-session joins that one.
-  if (!fastify.hasDecorator('use')) await fastify.register(fastifyExpress)
+  if (!fastify.hasDecorator('express')) {
+    if (fastify.hasDecorator('use')) throw new Error('the session plugin mounts express-session through @fastify/express, and this scope has another `use` (@fastify/middie?): register @fastify/express instead, or the session plugin in a scope of its own')
+    await fastify.register(fastifyExpress)
+  }
   fastify.use((req: IncomingMessage & { protocol?: string }, res: ServerResponse, next: (error?: unknown) => void) => {
     if (secure === true && req.protocol !== 'https') return next()
     // Listeners run newest first: registered before express-session's, this one runs after it.
@@ -97,6 +100,9 @@ export default fp(async function sessionBridge (fastify) {
     // express-session sets no cookie and saves nothing for a request without one.
     if (reply.statusCode >= 500) {
       delete request.raw.session
+      // An onSend hook after this one failed (the error handler's answer comes through here
+      // again): a cookie this hook already set must not go out with it.
+      dropSessionCookie(reply)
       return
     }
     const current = request.raw.session
@@ -150,6 +156,16 @@ export default fp(async function sessionBridge (fastify) {
 
   function signature (id: string): string {
     return createHmac('sha256', signingSecret).update(id).digest('base64').replace(/=+$/, '')
+  }
+
+  function dropSessionCookie (reply: FastifyReply): void {
+    const header = reply.getHeader('set-cookie')
+    if (header === undefined) return
+    const cookies = [header].flat().map(String)
+    const kept = cookies.filter((cookie) => !cookie.startsWith(`${config.SESSION_COOKIE_NAME}=`))
+    if (kept.length === cookies.length) return
+    reply.removeHeader('set-cookie')
+    if (kept.length > 0) reply.header('set-cookie', kept)
   }
 
   /** What express-session sends for a new or changed session, for an unchanged one being extended. */

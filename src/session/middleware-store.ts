@@ -123,15 +123,21 @@ export function middlewareStore (store: ManagedStore, cookie: CookiePolicy, log:
 
 /**
  * Gives data whose `user` is not `{ name }` the user the store's mapper finds in it, if any:
- * `{ ...legacyUser, name, iss?, sub? }` when the stored user is an object, the user alone otherwise.
+ * `{ ...legacyUser, name, iss?, sub? }` when the stored user is an object (its own iss and sub
+ * dropped unless mapped), the user alone otherwise.
  * Data where nothing maps keeps its `user` as stored; the built-in routes treat it as anonymous.
  */
 function mapStoredUser (store: ManagedStore, data: Record<string, unknown>): void {
   if (isSessionUser(data.user)) return
   const user = store.userOf(data)
   if (!user) return
-  const mapped: Record<string, unknown> = { name: user.name }
-  if (user.iss !== undefined) mapped.iss = user.iss
-  if (user.sub !== undefined) mapped.sub = user.sub
-  data.user = isPlainObject(data.user) ? { ...data.user, ...mapped } : mapped
+  // name, iss and sub are who the user is (identity.ts): all three from the mapper, never a legacy
+  // field of the same name, which would make the merged session another user's.
+  const merged: Record<string, unknown> = isPlainObject(data.user) ? { ...data.user } : {}
+  merged.name = user.name
+  for (const field of ['iss', 'sub'] as const) {
+    if (user[field] === undefined) delete merged[field]
+    else merged[field] = user[field]
+  }
+  data.user = merged
 }

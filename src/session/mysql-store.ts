@@ -32,12 +32,18 @@ export interface MysqlSessionStoreOptions {
   observe?: StoreObserver
   /** Finds the user in stored data of another shape than the project's (a migrated app's sessions); see identity.ts. */
   sessionUser?: SessionUserMapper
+  /**
+   * Whether this process writes user keys for rows it did not save (repairs, background keying);
+   * default true. False for a process that may lack the servers' SessionUserMapper (the CLI): it
+   * would key a migrated user's session as anonymous, hiding it from that user's revocations.
+   */
+  keysRows?: boolean
 }
 
 export type StoreObserver = (operation: string, seconds: number, failed: boolean) => void
 
 /** The store the configuration describes (SESSION_HOST set), on a pool of its own that the caller ends. */
-export function createMysqlStore (config: Config, options: Pick<MysqlSessionStoreOptions, 'deadlineMs' | 'log' | 'observe' | 'sessionUser'>): { pool: Pool, store: MysqlSessionStore } {
+export function createMysqlStore (config: Config, options: Pick<MysqlSessionStoreOptions, 'deadlineMs' | 'log' | 'observe' | 'sessionUser' | 'keysRows'>): { pool: Pool, store: MysqlSessionStore } {
   const pool = createSessionPool(config)
   const store = new MysqlSessionStore({
     pool,
@@ -127,6 +133,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
    */
   prepare (): Promise<void> {
     this.schemaReady ??= createOrUpgradeTable(this.pool, this.settings.table).then(() => {
+      if (this.settings.keysRows === false) return
       this.startupKeying = this.keyUnkeyedSessions().catch((error: unknown) => {
         this.log.warn({ err: scrubDatabaseError(error) }, 'could not key existing sessions by user; the next cleanup tries again')
       })
@@ -166,7 +173,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal
     const removed = await this.withMaintenanceLock(async (connection) => {
       const removed = await this.deleteExpired(connection, signal)
-      if (!signal.aborted) await this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, signal, this.mapper))
+      if (!signal.aborted && this.settings.keysRows !== false) await this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, signal, this.mapper))
       return removed
     })
     return removed ?? 0
@@ -305,6 +312,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
    * nothing if a save rewrote the key meanwhile.
    */
   private repairUserKey (sid: string, found: string | null, key: string | null): void {
+    if (this.settings.keysRows === false) return
     this.run('repair user key', (connection) => statement(connection, 'execute', this.sql.repairUserKey, [key, sid, found]))
       .catch((error: unknown) => { this.log.warn({ err: error }, 'could not repair a session\'s user key; the next cleanup does') })
   }
