@@ -54,11 +54,12 @@ export function sessionUserOf (data: Record<string, unknown> | undefined, mapper
 }
 
 /**
- * The user_key the store writes for stored data: its user's key; '' when it has no user (or could
+ * The user_key the store writes for stored data: its user's key; '' when it has no `user` (or could
  * not be read); NULL when it has a `user` this process cannot map. NULL means "not known yet": every
  * user's list and revocation still reads such a row and checks it against its data, and a process
- * with a mapper for it keys it, so a process without one (an older instance, `npm run sessions`)
- * can never hide a session from the user it belongs to by keying it as anonymous.
+ * with a mapper for it keys it. A mapper that reads another field (`passport.user`) is not covered
+ * by this: a process without it keys such data '', which is why `npm run sessions` keys no rows
+ * and every server on a table needs the same mapper.
  */
 export function userKeyOf (session: object | undefined, mapper: SessionUserMapper = defaultSessionUser): string | null {
   const data = session as Record<string, unknown> | undefined

@@ -1,5 +1,6 @@
 import expressSession, { type SessionData, type Store } from 'express-session'
 import { carryPersisted } from './persisted.js'
+import { defaultSessionUser, sessionUserOf, type SessionUserMapper } from './identity.js'
 import type { SessionUser } from './session-data.js'
 
 /** A live session as the store holds it. */
@@ -98,6 +99,16 @@ export function settle<T> (work: Promise<T>, callback?: Callback<T>): Promise<T>
  * both stores answer callers (express-session, a test suite, a consumer) in exactly the same way.
  */
 export abstract class PromiseSessionStore extends expressSession.Store {
+  /** Who is logged in, for every user key the store computes (identity.ts). */
+  constructor (protected readonly mapper: SessionUserMapper = defaultSessionUser) {
+    super()
+  }
+
+  /** ManagedStore#userOf: the store's mapper, as behind its user keys. */
+  userOf (data: object): SessionUser | undefined {
+    return sessionUserOf(data as Record<string, unknown>, this.mapper)
+  }
+
   /** What `write` stored, or null for an unknown or expired session. */
   protected abstract read (sid: string): Promise<SessionData | null>
   protected abstract write (sid: string, session: SessionData): Promise<void>

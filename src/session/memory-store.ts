@@ -1,5 +1,5 @@
 import type { SessionData } from 'express-session'
-import { defaultSessionUser, sessionUserOf, userKey, userKeyOf, type SessionUserMapper } from './identity.js'
+import { userKey, userKeyOf, type SessionUserMapper } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
 import { PromiseSessionStore, SessionEndedError, type ManagedStore, type StoredSession } from './managed-store.js'
 import { loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
@@ -22,12 +22,8 @@ interface MemoryRow {
 export class MemorySessionStore extends PromiseSessionStore implements ManagedStore {
   private readonly rows = new Map<string, MemoryRow>()
 
-  constructor (private readonly policy: LifetimePolicy, private readonly mapper: SessionUserMapper = defaultSessionUser) {
-    super()
-  }
-
-  userOf (data: object): SessionUser | undefined {
-    return sessionUserOf(data as Record<string, unknown>, this.mapper)
+  constructor (private readonly policy: LifetimePolicy, mapper?: SessionUserMapper) {
+    super(mapper)
   }
 
   async ping (): Promise<void> {}

@@ -6,7 +6,7 @@ import { escapeId, type Pool, type PoolConnection, type ResultSetHeader, type Ro
 import type { FastifyBaseLogger } from 'fastify'
 import { lifetimePolicy, type Config } from '../config/config.js'
 import { createSessionPool } from './mysql-pool.js'
-import { defaultSessionUser, sessionUserOf, userKey, userKeyOf, type SessionUserMapper } from './identity.js'
+import { userKey, userKeyOf, type SessionUserMapper } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, nowSeconds, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
 import { PromiseSessionStore, SessionEndedError, SessionRejectedError, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
 import { loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
@@ -95,12 +95,12 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
   private schemaReady: Promise<void> | undefined
   private readonly closing = new AbortController()
   private startupKeying: Promise<unknown> | undefined
-  private readonly mapper: SessionUserMapper
+  private readonly keysRows: boolean
 
   constructor (settings: MysqlSessionStoreOptions) {
-    super()
+    super(settings.sessionUser)
     this.pool = settings.pool
-    this.mapper = settings.sessionUser ?? defaultSessionUser
+    this.keysRows = settings.keysRows !== false
     this.log = settings.log
     this.settings = settings
     const table = escapeId(settings.table)
@@ -133,7 +133,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
    */
   prepare (): Promise<void> {
     this.schemaReady ??= createOrUpgradeTable(this.pool, this.settings.table).then(() => {
-      if (this.settings.keysRows === false) return
+      if (!this.keysRows) return
       this.startupKeying = this.keyUnkeyedSessions().catch((error: unknown) => {
         this.log.warn({ err: scrubDatabaseError(error) }, 'could not key existing sessions by user; the next cleanup tries again')
       })
@@ -148,10 +148,6 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
   async close (): Promise<void> {
     this.closing.abort()
     await this.startupKeying
-  }
-
-  userOf (data: object): SessionUser | undefined {
-    return sessionUserOf(data as Record<string, unknown>, this.mapper)
   }
 
   /** A protocol-level COM_PING: it proves the server answers without running a statement. */
@@ -173,7 +169,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal
     const removed = await this.withMaintenanceLock(async (connection) => {
       const removed = await this.deleteExpired(connection, signal)
-      if (!signal.aborted && this.settings.keysRows !== false) await this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, signal, this.mapper))
+      if (!signal.aborted && this.keysRows) await this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, signal, this.mapper))
       return removed
     })
     return removed ?? 0
@@ -312,7 +308,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
    * nothing if a save rewrote the key meanwhile.
    */
   private repairUserKey (sid: string, found: string | null, key: string | null): void {
-    if (this.settings.keysRows === false) return
+    if (!this.keysRows) return
     this.run('repair user key', (connection) => statement(connection, 'execute', this.sql.repairUserKey, [key, sid, found]))
       .catch((error: unknown) => { this.log.warn({ err: error }, 'could not repair a session\'s user key; the next cleanup does') })
   }
