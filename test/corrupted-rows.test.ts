@@ -1,14 +1,13 @@
 import t, { type Test } from 'tap'
 import type { RowDataPacket } from 'mysql2/promise'
 import { userKey } from '../src/session/identity.js'
-import { baseEnv, build, httpRequest, serve, sessionCookie, type AppOptions } from './helper.js'
+import { type AppOptions, baseEnv, build, httpRequest, inAnHour, insertSessionRow, serve, sessionCookie } from './helper.js'
 import { WARN, captureLog } from './support/log-capture.js'
 import { sessionIdOf, signedCookie } from './support/signed-cookie.js'
 
 // Rows written straight into the table, as a bug, a manual edit or another app might leave them,
 // then asked for with a correctly signed cookie: the signature is fine, the data is not.
 
-const inAnHour = () => Math.floor(Date.now() / 1000) + 3600
 const cookie = { originalMaxAge: 3600000, expires: new Date(Date.now() + 3600000).toISOString(), httpOnly: true, path: '/' }
 const user = { name: 'ann' }
 
@@ -39,7 +38,7 @@ async function setUp (t: Test, options: AppOptions = {}) {
   const { db, base, app } = await serve(t, { LOG_LEVEL: 'warn' }, { ...options, logger: log.logger })
   /** Stores `data` under a new id, then asks for it with that id's signed cookie. */
   const visit = async (id: string, data: string | null, expires = inAnHour()) => {
-    await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', [id, expires, data])
+    await insertSessionRow(db, id, data, expires)
     const logged = log.entries().length
     const res = await httpRequest(`${base}/session`, { headers: { cookie: signedCookie(id, baseEnv.SESSION_SECRET as string) } })
     return { res, warnings: log.entries(logged).filter((entry) => entry.level >= WARN), issued: sessionIdOf(sessionCookie(res.headers['set-cookie'])) }

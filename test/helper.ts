@@ -78,6 +78,28 @@ export async function buildWithDatabase (t: Test, env: Env = {}, options: AppOpt
   return { app, db }
 }
 
+/** An hour from now, in the seconds the `expires` column holds. */
+export const inAnHour = (): number => Math.floor(Date.now() / 1000) + 3600
+
+/**
+ * A row as express-mysql-session (or a hand edit) writes it: its three columns, the user key left
+ * NULL. An object is stored as its JSON; a string or null exactly as given.
+ */
+export async function insertSessionRow (db: TestDatabase, id: string, data: object | string | null, expires = inAnHour()): Promise<void> {
+  const text = data === null || typeof data === 'string' ? data : JSON.stringify(data)
+  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', [id, expires, text])
+}
+
+/** express-mysql-session's table with a JSON `data` column, the variant its README documents. */
+export async function createJsonDataTable (db: TestDatabase, table = 'sessions'): Promise<void> {
+  await db.pool.query(`CREATE TABLE \`${table}\` (
+    session_id varchar(128) COLLATE utf8mb4_bin NOT NULL,
+    expires int(11) unsigned NOT NULL,
+    data JSON,
+    PRIMARY KEY (session_id)
+  ) ENGINE=InnoDB`)
+}
+
 export async function countRows (db: TestDatabase, table = 'sessions'): Promise<number> {
   const [rows] = await db.pool.query<RowDataPacket[]>(`SELECT COUNT(*) AS n FROM \`${table}\``)
   return Number(rows[0]?.n)

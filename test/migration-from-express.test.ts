@@ -9,7 +9,7 @@ import type { RowDataPacket } from 'mysql2/promise'
 import t, { type Test } from 'tap'
 import type { SessionUserMapper } from '../src/session/identity.js'
 import { isPlainObject } from '../src/session/stored-data.js'
-import { Client, build, createTestDatabase, databaseUrl, listen, sessionCookie, type TestDatabase } from './helper.js'
+import { build, Client, createJsonDataTable, createTestDatabase, databaseUrl, listen, sessionCookie, type TestDatabase } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
 import { sessionIdOf } from './support/signed-cookie.js'
 
@@ -63,14 +63,7 @@ const variants: Variant[] = [
   {
     label: 'its table with a JSON data column',
     table: 'sessions',
-    createTable: async (db) => {
-      await db.pool.query(`CREATE TABLE sessions (
-        session_id varchar(128) COLLATE utf8mb4_bin NOT NULL,
-        expires int(11) unsigned NOT NULL,
-        data JSON,
-        PRIMARY KEY (session_id)
-      ) ENGINE=InnoDB`)
-    },
+    createTable: createJsonDataTable,
     store: { createDatabaseTable: false },
     jsonColumn: true
   },

@@ -1,7 +1,7 @@
 import type { RowDataPacket } from 'mysql2/promise'
 import t from 'tap'
 import { userKey } from '../src/session/identity.js'
-import { baseEnv, buildWithDatabase, httpRequest, listen, type TestDatabase } from './helper.js'
+import { baseEnv, buildWithDatabase, httpRequest, insertSessionRow, listen, type TestDatabase } from './helper.js'
 import { runProcess } from './support/server-process.js'
 import { signedCookie } from './support/signed-cookie.js'
 
@@ -11,12 +11,6 @@ import { signedCookie } from './support/signed-cookie.js'
 
 const cli = new URL('../src/cli/sessions.ts', import.meta.url).pathname
 const cookie = { originalMaxAge: 3600000, expires: new Date(Date.now() + 3600000).toISOString(), httpOnly: true, path: '/', secure: false, sameSite: 'lax' }
-const inAnHour = () => Math.floor(Date.now() / 1000) + 3600
-
-/** A row as express-mysql-session writes it: three columns, the user key left NULL. */
-async function insertAsExpress (db: TestDatabase, id: string, data: object): Promise<void> {
-  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', [id, inAnHour(), JSON.stringify(data)])
-}
 
 async function storedRow (db: TestDatabase, id: string): Promise<{ key: string | null, data: Record<string, unknown> }> {
   const [rows] = await db.pool.query<RowDataPacket[]>('SELECT user_key, data FROM sessions WHERE session_id = ?', [id])
@@ -31,8 +25,8 @@ t.test('passport\'s shape: `npm run sessions` never keys it as anonymous; the se
   }
   const { app, db } = await buildWithDatabase(t, {}, { sessionUser })
   await app.sessionStore.countLive() // the table exists, upgraded
-  await insertAsExpress(db, 'passport-a', { cookie, passport: { user: 'ann' } })
-  await insertAsExpress(db, 'passport-b', { cookie, passport: { user: 'ann' } })
+  await insertSessionRow(db, 'passport-a', { cookie, passport: { user: 'ann' } })
+  await insertSessionRow(db, 'passport-b', { cookie, passport: { user: 'ann' } })
 
   const pruned = await runProcess([cli, 'prune'], { ...baseEnv, ...db.env })
   t.equal(pruned.code, 0, pruned.stderr)
@@ -60,8 +54,8 @@ t.test('a legacy `sub` (or `iss`) never decides who the user is: the mapper\'s u
   const { app, db } = await buildWithDatabase(t, {}, { sessionUser })
   await app.sessionStore.countLive()
   const legacyUser = { username: 'ann', sub: 'auth0|1', iss: 'https://old-idp.example', roles: ['admin'] }
-  await insertAsExpress(db, 'legacy-a', { cookie, user: legacyUser })
-  await insertAsExpress(db, 'legacy-b', { cookie, user: { username: 'ann' } })
+  await insertSessionRow(db, 'legacy-a', { cookie, user: legacyUser })
+  await insertSessionRow(db, 'legacy-b', { cookie, user: { username: 'ann' } })
   const base = await listen(app)
   const signed = signedCookie('legacy-a', baseEnv.SESSION_SECRET as string)
 

@@ -1,11 +1,10 @@
 import t from 'tap'
-import { baseEnv, build, Client, createTestDatabase, httpRequest, listen, serve } from './helper.js'
+import { baseEnv, build, Client, createTestDatabase, httpRequest, insertSessionRow, listen, serve } from './helper.js'
 import { signedCookie } from './support/signed-cookie.js'
 
 // Cookie attributes come from the configuration only (SECURITY 26): never from a stored row, whose
 // `cookie` field express-session would otherwise copy into every cookie it sends for the session.
 
-const inAnHour = () => Math.floor(Date.now() / 1000) + 3600
 const attributesOf = (setCookie: string) => setCookie.split(';').slice(1).map((part) => part.trim().split('=')[0]?.toLowerCase())
 
 t.test('an edited row cannot add Domain, drop HttpOnly or inject a header through the cookie it renews', async (t) => {
@@ -17,7 +16,7 @@ t.test('an edited row cannot add Domain, drop HttpOnly or inject a header throug
     createdAt: Date.now(),
     state: { kept: true }
   }
-  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', ['edited', inAnHour(), JSON.stringify(edited)])
+  await insertSessionRow(db, 'edited', edited)
   const res = await httpRequest(`${base}/session`, { headers: { cookie: signedCookie('edited', baseEnv.SESSION_SECRET as string) } })
   t.equal(res.status, 200)
   t.same(res.json().state, { kept: true }, 'the session itself is read')
@@ -63,7 +62,7 @@ t.test('stored cookie keys express-session would copy onto its Cookie (a maxAge 
   const { db, base } = await serve(t, { SESSION_TOUCH_AFTER: '1000' })
   for (const [id, extra] of [['bad-max-age', { maxAge: 'x' }], ['shadowed-serialize', { serialize: 1, data: 2 }]] as const) {
     const stored = { cookie: { originalMaxAge: 3600000, expires: new Date(Date.now() + 3600000).toISOString(), ...extra }, createdAt: Date.now(), state: { id } }
-    await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', [id, inAnHour(), JSON.stringify(stored)])
+    await insertSessionRow(db, id, stored)
     const res = await httpRequest(`${base}/session`, { headers: { cookie: signedCookie(id, baseEnv.SESSION_SECRET as string) } })
     t.equal(res.status, 200, `${id}: 200`)
     t.same(res.json().state, { id }, `${id}: the session is read`)

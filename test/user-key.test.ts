@@ -1,7 +1,7 @@
 import type { RowDataPacket } from 'mysql2/promise'
 import t from 'tap'
 import { userKey } from '../src/session/identity.js'
-import { Client, baseEnv, build, createTestDatabase, httpRequest, listen, serve } from './helper.js'
+import { baseEnv, build, Client, createJsonDataTable, createTestDatabase, httpRequest, inAnHour, insertSessionRow, listen, serve } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
 import { signedCookie } from './support/signed-cookie.js'
 
@@ -39,7 +39,6 @@ t.test('an htpasswd user and a provider\'s user of the same name are different u
 })
 
 const cookie = () => ({ originalMaxAge: 3600000, expires: new Date(Date.now() + 3600000).toISOString(), httpOnly: true, path: '/' })
-const inAnHour = () => Math.floor(Date.now() / 1000) + 3600
 
 t.test('a table with the old JSON_VALUE user column is upgraded: the column replaced, every row keyed, from several instances at once', async (t) => {
   const db = await createTestDatabase(t)
@@ -57,7 +56,7 @@ t.test('a table with the old JSON_VALUE user column is upgraded: the column repl
     ['anonymous', { cookie: cookie(), createdAt: Date.now(), state: { user: 'not a login' } }]
   ]
   for (const [id, data] of rows) {
-    await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', [id, inAnHour(), typeof data === 'string' ? data : JSON.stringify(data)])
+    await insertSessionRow(db, id, data)
   }
   const [before] = await db.pool.query<RowDataPacket[]>("SELECT session_id FROM sessions WHERE user_name = 'ann'")
   t.same(before.map((row) => row.session_id), ['ann-visible'], 'the fixture: JSON_VALUE hides one of ann\'s sessions')
@@ -123,8 +122,7 @@ t.test('rows an Express app writes are checked against their data: a user switch
 t.test('a row written without its user key (an Express app on the same table) is keyed when it is read', async (t) => {
   const { db, base, app } = await serve(t)
   await app.sessionStore.countLive()
-  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)',
-    ['from-express', inAnHour(), JSON.stringify({ cookie: cookie(), createdAt: Date.now(), user: { name: 'ann' } })])
+  await insertSessionRow(db, 'from-express', { cookie: cookie(), createdAt: Date.now(), user: { name: 'ann' } })
   const res = await httpRequest(`${base}/session`, { headers: { cookie: signedCookie('from-express', baseEnv.SESSION_SECRET as string) } })
   t.match(res.json(), { authenticated: true, user: { name: 'ann' } })
   t.same((await app.sessionStore.sessionsOf({ name: 'ann' })).map((session) => session.id), ['from-express'])
@@ -132,14 +130,9 @@ t.test('a row written without its user key (an Express app on the same table) is
 
 t.test('a JSON data column (express-mysql-session documents one) reads and writes; no row is deleted for its type', async (t) => {
   const db = await createTestDatabase(t)
-  await db.pool.query(`CREATE TABLE sessions (
-    session_id varchar(128) COLLATE utf8mb4_bin NOT NULL,
-    expires int(11) unsigned NOT NULL,
-    data json,
-    PRIMARY KEY (session_id)
-  ) ENGINE=InnoDB`)
+  await createJsonDataTable(db)
   const stored = { cookie: cookie(), createdAt: Date.now(), user: { name: 'ann' }, state: { cart: [1, 2] } }
-  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', ['json-row', inAnHour(), JSON.stringify(stored)])
+  await insertSessionRow(db, 'json-row', stored)
   const app = await build(t, { ...db.env, AUTH_USERS_FILE: writeUsersFile(t, users) })
   const client = new Client(await listen(app))
   client.cookie = signedCookie('json-row', baseEnv.SESSION_SECRET as string)
