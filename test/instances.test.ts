@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { RowDataPacket } from 'mysql2/promise'
 import t from 'tap'
-import { cleanupLockName } from '../src/session/mysql-store.js'
+import { LEASE_TABLE } from '../src/session/lease.js'
+import { maintenanceLeaseName } from '../src/session/mysql-store.js'
 import { Client, baseEnv, createTestDatabase } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
 import { scrape, type Scrape } from './support/metrics.js'
@@ -82,20 +83,17 @@ async function untilBoth (done: (metrics: Scrape, index: number) => boolean): Pr
   }
 }
 
-t.test('the cleanup runs on one instance at a time: neither deletes while another holds the lock', async (t) => {
-  const holder = await db.pool.getConnection()
-  t.teardown(() => holder.release())
-  const lock = cleanupLockName(db.name, 'sessions')
-  // The instances hold it for a moment every 200 ms: wait for a gap.
-  const [[taken]] = await holder.query<RowDataPacket[]>('SELECT GET_LOCK(?, 10) AS acquired', [lock])
-  t.equal(taken?.acquired, 1, 'the test holds the cleanup lock, as a third instance would while it cleans')
+t.test('the cleanup runs on one instance at a time: neither deletes while another holds the lease', async (t) => {
+  const lease = maintenanceLeaseName('cleanup', db.name, 'sessions')
+  // The test holds the lease, as a third instance does while it cleans.
+  await db.pool.query(`UPDATE ${LEASE_TABLE} SET holder = 'third', held_until = ? WHERE name = ?`, [Date.now() + 60000, lease])
 
   const before = await Promise.all([scrape(a), scrape(b)])
   const expired = Array.from({ length: 30 }, (_, i) => [`expired${i}`, Math.floor(Date.now() / 1000) - 10, '{"cookie":{}}'])
   await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES ?', [expired])
 
-  // Waits for events, not for time: each instance has tried three more times (a GET_LOCK each).
-  const attempts = (metrics: Scrape, index: number) => metrics.storeQueries('cleanup lock') - (before[index] as Scrape).storeQueries('cleanup lock')
+  // Waits for events, not for time: each instance has tried three more times (a claim each).
+  const attempts = (metrics: Scrape, index: number) => metrics.storeQueries('cleanup lease') - (before[index] as Scrape).storeQueries('cleanup lease')
   const during = await untilBoth((metrics, index) => attempts(metrics, index) >= 3)
   for (const [index, metrics] of during.entries()) {
     const name = index === 0 ? 'A' : 'B'
@@ -104,10 +102,23 @@ t.test('the cleanup runs on one instance at a time: neither deletes while anothe
   }
   t.equal(await rows('expires < UNIX_TIMESTAMP()'), 30, 'and the expired rows are all there')
 
-  await holder.query('DO RELEASE_LOCK(?)', [lock])
+  await db.pool.query(`UPDATE ${LEASE_TABLE} SET held_until = 0 WHERE name = ?`, [lease])
   for (let tries = 0; tries < 300 && await rows('expires < UNIX_TIMESTAMP()') > 0; tries++) await sleep(100)
-  t.equal(await rows('expires < UNIX_TIMESTAMP()'), 0, 'once the lock is free, an instance removes them')
+  t.equal(await rows('expires < UNIX_TIMESTAMP()'), 0, 'once the lease is free, an instance removes them')
   const after = await Promise.all([scrape(a), scrape(b)])
   const batches = (index: 0 | 1) => (after[index] as Scrape).storeQueries('cleanup') - (before[index] as Scrape).storeQueries('cleanup')
   t.ok(batches(0) + batches(1) > 0, `batches after the release: A ${batches(0)}, B ${batches(1)}`)
+})
+
+t.test('of two instances cleaning every 200 ms, one cleans per interval', async (t) => {
+  const cleanups = async () => (await Promise.all([scrape(a), scrape(b)])).reduce((sum, metrics) => sum + metrics.storeQueries('cleanup'), 0)
+  const first = await cleanups()
+  const started = Date.now()
+  await sleep(3000)
+  const runs = await cleanups() - first
+  const intervals = (Date.now() - started) / 200
+  // Each cleanup is one batch here (the table is small): runs counts cleanups. Both timers fire
+  // every interval, so without the lease there would be about twice as many.
+  t.ok(runs <= intervals + 2, `${runs} cleanups in ${intervals.toFixed(1)} intervals: never two in one`)
+  t.ok(runs >= intervals * 0.6, `${runs} cleanups in ${intervals.toFixed(1)} intervals: the intervals are not skipped`)
 })

@@ -3,6 +3,8 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import type { RowDataPacket } from 'mysql2/promise'
 import t from 'tap'
+import { LEASE_TABLE } from '../src/session/lease.js'
+import { maintenanceLeaseName } from '../src/session/mysql-store.js'
 import { Client, build, countRows, createTestDatabase, listen, serve } from './helper.js'
 
 t.test('a session outlives the app: a restart on the same database keeps it', async (t) => {
@@ -80,18 +82,23 @@ t.test('cleanup removes expired rows in batches and leaves live ones', async (t)
   t.equal(await countRows(db), 1)
 })
 
-t.test('cleanup runs on one instance at a time', async (t) => {
+t.test('cleanup runs on one instance at a time, and once per interval', async (t) => {
   const { app, db } = await serve(t)
   await app.sessionStore.ping()
-  const [[lock]] = await db.pool.query<RowDataPacket[]>('SELECT CONCAT(?, SHA2(?, 256)) AS name', ['session-cleanup:', `${db.name}.sessions`])
-  const holder = await db.pool.getConnection()
-  t.teardown(() => holder.release())
-  // Waits for the keying the store runs at start, which takes the same lock for a moment.
-  await holder.query('SELECT GET_LOCK(?, 5)', [String(lock?.name).slice(0, 'session-cleanup:'.length + 40)])
+  const lease = maintenanceLeaseName('cleanup', db.name, 'sessions')
+  // Another instance holds the lease, as it does while it cleans.
+  await db.pool.query(`INSERT INTO ${LEASE_TABLE} (name, holder, slot, held_until) VALUES (?, 'another', 0, ?)
+    ON DUPLICATE KEY UPDATE holder = VALUES(holder), slot = VALUES(slot), held_until = VALUES(held_until)`, [lease, Date.now() + 60000])
   await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', ['old', 1, '{"cookie":{}}'])
-  t.equal(await app.sessionStore.cleanupExpired(), 0, 'another instance holds the lock: skip')
-  await holder.query('DO RELEASE_ALL_LOCKS()')
-  t.equal(await app.sessionStore.cleanupExpired(), 1)
+  t.equal(await app.sessionStore.cleanupExpired(), 0, 'another instance holds the lease: skip')
+  t.equal(await countRows(db), 1)
+  await db.pool.query(`UPDATE ${LEASE_TABLE} SET held_until = 0 WHERE name = ?`, [lease])
+  t.equal(await app.sessionStore.cleanupExpired({ intervalMs: 3600000 }), 1, 'released: this instance claims the interval')
+  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', ['old2', 1, '{"cookie":{}}'])
+  t.equal(await app.sessionStore.cleanupExpired({ intervalMs: 3600000 }), 0, 'the interval has had its cleanup')
+  const [[row]] = await db.pool.query<RowDataPacket[]>(`SELECT holder, slot, held_until FROM ${LEASE_TABLE} WHERE name = ?`, [lease])
+  t.equal(Number(row?.slot) % 3600000, 0, 'the claim is of the interval, which starts at a multiple of it')
+  t.equal(Number(row?.held_until), 0, 'and the lease was released when the run ended')
 })
 
 t.test('a long cleanup rests between batches and stops between them when the server closes', async (t) => {

@@ -6,6 +6,7 @@ import ajvErrorsModule from 'ajv-errors'
 import envSchema from 'env-schema'
 import proxyAddr from 'proxy-addr'
 import type { LifetimePolicy } from '../session/lifetime.js'
+import { LEASE_TABLE } from '../session/lease.js'
 import { configSchema, type Config } from './schema.js'
 
 export type { Config } from './schema.js'
@@ -117,6 +118,31 @@ export function usesDatabase (config: Config): boolean {
   return Boolean(config.SESSION_HOST)
 }
 
+/** A database server the store may use: SESSION_HOST lists one or several (a Galera cluster's nodes). */
+export interface DatabaseEndpoint {
+  host: string
+  port: number
+}
+
+// A name or IPv4 address, or an IPv6 address in brackets, then an optional :port.
+const ENDPOINT = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+))(?::(\d{1,5}))?$/
+
+/**
+ * The servers SESSION_HOST names, in its order (the order the store prefers them in), each with
+ * SESSION_PORT unless it names its own port. Throws a ConfigError naming the entry that is wrong.
+ */
+export function databaseEndpoints (config: Pick<Config, 'SESSION_HOST' | 'SESSION_PORT'>): DatabaseEndpoint[] {
+  const entries = splitList(config.SESSION_HOST ?? '')
+  return entries.map((entry) => {
+    const match = ENDPOINT.exec(entry)
+    const port = match?.[3] === undefined ? config.SESSION_PORT : Number(match[3])
+    if (!match || !Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new ConfigError(`SESSION_HOST must be host or host:port entries separated by commas, each port 1-65535 (got ${JSON.stringify(entry)})`)
+    }
+    return { host: (match[1] ?? match[2]) as string, port }
+  })
+}
+
 /** Where GET /metrics is served: on the main port, nowhere, or on a port of its own. */
 export function metricsSetting (config: Config): 'on' | 'off' | number {
   return config.METRICS === 'on' || config.METRICS === 'off' ? config.METRICS : Number(config.METRICS)
@@ -159,6 +185,12 @@ export function finalizeConfig (config: Config): string[] {
   } else {
     if (config.SESSION_USER === undefined) throw new ConfigError('SESSION_USER is required when SESSION_HOST is set')
     if (config.SESSION_DATABASE === undefined) throw new ConfigError('SESSION_DATABASE is required when SESSION_HOST is set')
+    const endpoints = databaseEndpoints(config)
+    if (endpoints.length === 0) throw new ConfigError('SESSION_HOST must name at least one host')
+    if (new Set(endpoints.map(({ host, port }) => `${host}:${port}`)).size < endpoints.length) {
+      throw new ConfigError('SESSION_HOST must not list the same host:port twice')
+    }
+    if (config.SESSION_TABLE === LEASE_TABLE) throw new ConfigError(`SESSION_TABLE must not be ${LEASE_TABLE}: the store keeps its cleanup leases in that table`)
   }
 
   if (config.SESSION_COOKIE_SAMESITE === 'none' && config.SESSION_COOKIE_SECURE === 'false') {

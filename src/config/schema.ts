@@ -33,7 +33,8 @@ export const configSchema = Type.Object({
   SESSION_SECRET: optional(Type.String({ errorMessage: 'must be a string' })),
   SESSION_PREVIOUS_SECRETS: Type.String({ default: '', errorMessage: 'must be a comma-separated list' }),
 
-  SESSION_HOST: optional(Type.String({ errorMessage: 'must be a host name or address' })),
+  // One server, or a Galera cluster's nodes as `host[:port],host[:port],...` (databaseEndpoints()).
+  SESSION_HOST: optional(Type.String({ errorMessage: 'must be a host name or address, or several as host[:port],host[:port]' })),
   SESSION_PORT: integer(1, 65535, 3306, 'an integer 1-65535'),
   SESSION_USER: optional(Type.String({ errorMessage: 'must be a string' })),
   SESSION_PASSWORD: Type.String({ default: '', errorMessage: 'must be a string' }),

@@ -13,7 +13,7 @@ export function scheduleCleanup (store: ManagedStore, intervalMs: number, log: F
   let running: Promise<void> | undefined
   const closing = new AbortController()
   const timer = setInterval(() => {
-    running ??= store.cleanupExpired({ signal: closing.signal })
+    running ??= store.cleanupExpired({ signal: closing.signal, intervalMs })
       .then((removed) => { if (removed > 0) log.info({ removed }, 'removed expired sessions') })
       .catch((error: unknown) => { log.warn({ err: scrubDatabaseError(error) }, 'expired-session cleanup failed; retrying at the next interval') })
       .finally(() => { running = undefined })

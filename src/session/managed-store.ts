@@ -49,6 +49,11 @@ export interface ManagedStore extends Store {
 export interface CleanupOptions {
   /** Stops a long cleanup between batches (the server is closing). */
   signal?: AbortSignal
+  /**
+   * The cleanup's period: of all instances on one database, one runs it per interval (the first to
+   * claim it). Without it, a cleanup runs whenever no other instance's is running.
+   */
+  intervalMs?: number
 }
 
 /**

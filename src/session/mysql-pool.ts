@@ -1,5 +1,7 @@
-import { createPool, type Pool } from 'mysql2/promise'
-import type { Config } from '../config/config.js'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Pool as CorePool, PoolConnection as CoreConnection, QueryError } from 'mysql2'
+import { createConnection, createPool, type Connection, type Pool, type RowDataPacket } from 'mysql2/promise'
+import { databaseEndpoints, type Config, type DatabaseEndpoint } from '../config/config.js'
 
 /**
  * How long any request may wait for the database before it is answered 503. The contract allows
@@ -13,31 +15,242 @@ export const STORE_DEADLINE_MS = 1200
 // could still write once the lock goes. 1 s is the least MySQL accepts.
 const LOCK_WAIT_SECONDS = 1
 
+/** How often each node of a cluster is asked whether it may serve (SESSION_HOST lists several). */
+export const NODE_CHECK_INTERVAL_MS = 500
+
+// Errors that say the node, not the statement, failed: another node can run the statement.
+const NODE_FAILURE_ERRNOS = new Set([
+  1040, // ER_CON_COUNT_ERROR: too many connections
+  1047, // ER_UNKNOWN_COM_ERROR: "WSREP has not yet prepared node for application use" (not Synced, or not in the primary component)
+  1053, // ER_SERVER_SHUTDOWN
+  1927 // ER_CONNECTION_KILLED
+])
+// A Galera certification conflict (two nodes wrote one row at once) or an InnoDB deadlock: the
+// transaction was rolled back and may be run again.
+const ER_LOCK_DEADLOCK = 1213
+
+/** The statement failed because of where it ran (the node, the connection, a conflict), not what it is: once more may succeed. */
+export function isRetryable (error: unknown): boolean {
+  return isNodeFailure(error) || (error as { errno?: number } | undefined)?.errno === ER_LOCK_DEADLOCK
+}
+
+function isNodeFailure (error: unknown): boolean {
+  const { fatal, errno } = (error ?? {}) as Partial<QueryError>
+  return fatal === true || NODE_FAILURE_ERRNOS.has(errno ?? 0)
+}
+
 /**
- * The one mysql2 pool the process uses (the project's own mysql2: express-mysql-session's pinned,
- * older one is never loaded by the server). Connect time and the wait queue are bounded so an outage turns into
- * quick errors instead of a growing backlog.
+ * One database server and its own connections. On Galera (wsrep_on) each connection's reads wait
+ * until the node has applied every write the cluster committed before them (wsrep_sync_wait=1):
+ * a logout answered through another node is never read back as a live session here.
  */
-export function createSessionPool (config: Config): Pool {
-  const pool = createPool({
-    host: config.SESSION_HOST,
-    port: config.SESSION_PORT,
+class DatabaseNode {
+  readonly name: string
+  readonly pool: Pool
+  /** Whether queries may go here: answered its last check and, on Galera, Synced in the primary component. */
+  usable = true
+  /** Why not, for the log. */
+  problem = ''
+  /** wsrep_on, learnt from the node's first connection (or its first check). */
+  galera: boolean | undefined
+  private readonly prepared = new WeakSet<CoreConnection>()
+
+  constructor (readonly endpoint: DatabaseEndpoint, config: Config) {
+    this.name = `${endpoint.host}:${endpoint.port}`
+    this.pool = createPool({
+      ...connectionSettings(endpoint, config),
+      connectionLimit: 10,
+      maxIdle: 10,
+      idleTimeout: 60000,
+      queueLimit: 200,
+      waitForConnections: true,
+      enableKeepAlive: true
+    })
+  }
+
+  /** A pooled connection whose session settings are in place (once per connection: a round trip the first time). */
+  async connect (): Promise<CoreConnection> {
+    const connection = await new Promise<CoreConnection>((resolve, reject) => {
+      (this.pool.pool as CorePool).getConnection((error, connection) => error ? reject(error) : resolve(connection))
+    })
+    if (this.prepared.has(connection)) return connection
+    try {
+      this.galera ??= await wsrepOn(connection.promise())
+      const causal = this.galera ? ', wsrep_sync_wait = 1' : ''
+      await connection.promise().query(`SET SESSION lock_wait_timeout = ${LOCK_WAIT_SECONDS}, innodb_lock_wait_timeout = ${LOCK_WAIT_SECONDS}${causal}`)
+    } catch (error) {
+      connection.destroy()
+      throw error
+    }
+    this.prepared.add(connection)
+    return connection
+  }
+}
+
+function connectionSettings (endpoint: DatabaseEndpoint, config: Config) {
+  return {
+    host: endpoint.host,
+    port: endpoint.port,
     user: config.SESSION_USER,
     password: config.SESSION_PASSWORD,
     database: config.SESSION_DATABASE,
     charset: 'utf8mb4_bin',
-    connectionLimit: 10,
-    maxIdle: 10,
-    idleTimeout: 60000,
-    queueLimit: 200,
-    waitForConnections: true,
-    connectTimeout: 1000,
-    enableKeepAlive: true
-  })
-  // Runs before anything else on each new connection. A failure here needs no handling of its own:
-  // the statement queued behind it on the same connection fails and is reported.
-  pool.pool.on('connection', (connection) => {
-    connection.query(`SET SESSION lock_wait_timeout = ${LOCK_WAIT_SECONDS}, innodb_lock_wait_timeout = ${LOCK_WAIT_SECONDS}`, () => {})
-  })
-  return pool
+    connectTimeout: 1000
+  }
+}
+
+async function wsrepOn (connection: Pick<Connection, 'query'>): Promise<boolean> {
+  const [rows] = await connection.query<RowDataPacket[]>("SHOW GLOBAL VARIABLES LIKE 'wsrep_on'")
+  return String(rows[0]?.Value).toUpperCase() === 'ON'
+}
+
+/**
+ * The store's connections: to the one server SESSION_HOST names, or to the first usable node of a
+ * cluster in SESSION_HOST's order, so every instance with the same list writes through the same
+ * node (no certification conflicts between them) and comes back to it once it is usable again.
+ * A node is usable while it answers and, on Galera, is Synced in the primary component: each is
+ * checked every NODE_CHECK_INTERVAL_MS, and one that fails a connection or a statement is left at
+ * once until a check finds it well.
+ */
+export class SessionPool {
+  readonly nodes: DatabaseNode[]
+  private readonly checker: NodeChecker | undefined
+
+  constructor (config: Config, log?: FastifyBaseLogger, checkIntervalMs = NODE_CHECK_INTERVAL_MS) {
+    this.nodes = databaseEndpoints(config).map((endpoint) => new DatabaseNode(endpoint, config))
+    // One server has nobody to fail over to: its errors are the store's 503s.
+    if (this.nodes.length > 1) this.checker = new NodeChecker(this.nodes, config, checkIntervalMs, log)
+  }
+
+  /** A connection to the first usable node, trying the next when one cannot be reached. */
+  async getConnection (): Promise<CoreConnection> {
+    await this.checker?.firstRound
+    const usable = this.nodes.filter((node) => node.usable)
+    if (usable.length === 0) throw new Error(`no usable database node (${this.nodes.map((node) => `${node.name}: ${node.problem}`).join('; ')})`)
+    let lastError: unknown
+    for (const node of usable) {
+      try {
+        return await node.connect()
+      } catch (error) {
+        if (!isNodeFailure(error)) throw error
+        this.nodeFailed(node, error)
+        lastError = error
+      }
+    }
+    throw lastError
+  }
+
+  /**
+   * A statement on `connection` failed with `error`: leaves the node if it was the node's fault.
+   * Whether running the statement again (on a fresh connection) may succeed.
+   */
+  failed (connection: CoreConnection, error: unknown): boolean {
+    const node = this.nodes.find((node) => node.endpoint.port === connection.config.port && node.endpoint.host === connection.config.host)
+    if (node && isNodeFailure(error)) this.nodeFailed(node, error)
+    return isRetryable(error)
+  }
+
+  private nodeFailed (node: DatabaseNode, error: unknown): void {
+    if (!this.checker) return
+    this.checker.leave(node, describe(error))
+  }
+
+  /** Stops the checks and closes every connection. */
+  async end (): Promise<void> {
+    await this.checker?.stop()
+    await Promise.all(this.nodes.map((node) => node.pool.end()))
+  }
+}
+
+function describe (error: unknown): string {
+  const { code, message } = (error ?? {}) as { code?: string, message?: string }
+  return code ?? message ?? String(error)
+}
+
+/**
+ * Asks every node, on a connection of its own, whether it may serve: it answers within the check
+ * interval and, where wsrep is on, wsrep_local_state is 4 (Synced), wsrep_cluster_status is
+ * Primary and wsrep_ready is ON. A node that is Donor/Desynced, joining, or cut off from the
+ * primary component gets no queries.
+ */
+class NodeChecker {
+  readonly firstRound: Promise<void>
+  private readonly connections = new Map<DatabaseNode, Promise<Connection>>()
+  private timer: NodeJS.Timeout | undefined
+  private stopped = false
+  private round: Promise<void> | undefined
+
+  constructor (private readonly nodes: DatabaseNode[], private readonly config: Config, private readonly intervalMs: number, private readonly log?: FastifyBaseLogger) {
+    this.firstRound = this.checkAll()
+    this.timer = setInterval(() => { this.round ??= this.checkAll().finally(() => { this.round = undefined }) }, intervalMs)
+    this.timer.unref()
+  }
+
+  leave (node: DatabaseNode, problem: string): void {
+    this.setState(node, false, problem)
+  }
+
+  private async checkAll (): Promise<void> {
+    await Promise.all(this.nodes.map(async (node) => {
+      const problem = await this.problemOf(node)
+      this.setState(node, problem === undefined, problem ?? '')
+    }))
+  }
+
+  private setState (node: DatabaseNode, usable: boolean, problem: string): void {
+    if (this.stopped || node.usable === usable) return
+    node.usable = usable
+    node.problem = problem
+    if (usable) this.log?.info({ node: node.name }, 'database node is usable again')
+    else this.log?.warn({ node: node.name, problem }, 'database node left: no queries go there until it is Synced again')
+  }
+
+  /** Undefined when the node may serve, else why not. */
+  private async problemOf (node: DatabaseNode): Promise<string | undefined> {
+    let connection: Connection | undefined
+    try {
+      connection = await this.connectionTo(node)
+      const [rows] = await connection.query<RowDataPacket[]>({
+        sql: "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_local_state', 'wsrep_local_state_comment', 'wsrep_cluster_status', 'wsrep_ready')",
+        timeout: Math.max(this.intervalMs, 1000)
+      })
+      node.galera ??= await wsrepOn(connection)
+      if (!node.galera) return undefined
+      const status = Object.fromEntries(rows.map((row) => [String(row.Variable_name).toLowerCase(), String(row.Value)]))
+      if (status.wsrep_cluster_status !== 'Primary') return `not in the primary component (${status.wsrep_cluster_status ?? 'unknown'})`
+      if (status.wsrep_local_state !== '4') return `not Synced (${status.wsrep_local_state_comment ?? 'unknown'})`
+      if (status.wsrep_ready !== 'ON') return 'wsrep_ready is OFF'
+      return undefined
+    } catch (error) {
+      this.connections.delete(node)
+      connection?.destroy()
+      // A node that comes back may be another server: learn wsrep_on again.
+      node.galera = undefined
+      return describe(error)
+    }
+  }
+
+  private connectionTo (node: DatabaseNode): Promise<Connection> {
+    let connection = this.connections.get(node)
+    if (!connection) {
+      connection = createConnection(connectionSettings(node.endpoint, this.config)).then((opened) => {
+        // A node that dies between checks closes this socket: the next check reconnects.
+        opened.on('error', () => { if (this.connections.get(node) === connection) this.connections.delete(node) })
+        return opened
+      })
+      // Handled where it is awaited; a rejection nobody awaits yet must not crash the process.
+      connection.catch(() => {})
+      this.connections.set(node, connection)
+    }
+    return connection
+  }
+
+  async stop (): Promise<void> {
+    this.stopped = true
+    clearInterval(this.timer)
+    await this.round
+    await Promise.all([...this.connections.values()].map(async (connection) => {
+      await (await connection.catch(() => undefined))?.end().catch(() => {})
+    }))
+  }
 }

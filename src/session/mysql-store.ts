@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { SessionData } from 'express-session'
-import type { ExecuteValues, Pool as CorePool, PoolConnection as CoreConnection } from 'mysql2'
-import { escapeId, type Pool, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
+import type { ExecuteValues, PoolConnection as CoreConnection } from 'mysql2'
+import { escapeId, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 import type { FastifyBaseLogger } from 'fastify'
 import { lifetimePolicy, type Config } from '../config/config.js'
-import { createSessionPool } from './mysql-pool.js'
+import { Lease } from './lease.js'
+import { SessionPool } from './mysql-pool.js'
 import { userKey, userKeyOf, type SessionUserMapper } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, nowSeconds, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
 import { PromiseSessionStore, SessionEndedError, SessionRejectedError, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
@@ -18,10 +19,12 @@ import { keyUnkeyedRows } from './user-keys.js'
 
 const CLEANUP_BATCH = 2000
 const CLEANUP_QUERY_TIMEOUT_MS = 30000
+// How long a maintenance lease outlives its holder's last renewal (one per cleanup batch).
+const LEASE_MS = 60000
 
 export interface MysqlSessionStoreOptions {
-  pool: Pool
-  /** Used for the cleanup lock's name, so instances on other databases do not wait on each other. */
+  pool: SessionPool
+  /** Used for the cleanup lease's name, so instances on other databases do not wait on each other. */
   database: string
   table: string
   lifetime: LifetimePolicy
@@ -43,8 +46,8 @@ export interface MysqlSessionStoreOptions {
 export type StoreObserver = (operation: string, seconds: number, failed: boolean) => void
 
 /** The store the configuration describes (SESSION_HOST set), on a pool of its own that the caller ends. */
-export function createMysqlStore (config: Config, options: Pick<MysqlSessionStoreOptions, 'deadlineMs' | 'log' | 'observe' | 'sessionUser' | 'keysRows'>): { pool: Pool, store: MysqlSessionStore } {
-  const pool = createSessionPool(config)
+export function createMysqlStore (config: Config, options: Pick<MysqlSessionStoreOptions, 'deadlineMs' | 'log' | 'observe' | 'sessionUser' | 'keysRows'>): { pool: SessionPool, store: MysqlSessionStore } {
+  const pool = new SessionPool(config, options.log)
   const store = new MysqlSessionStore({
     pool,
     database: config.SESSION_DATABASE as string,
@@ -55,9 +58,12 @@ export function createMysqlStore (config: Config, options: Pick<MysqlSessionStor
   return { pool, store }
 }
 
-/** The GET_LOCK name under which one instance at a time cleans a table (a database's names are at most 64 characters). */
-export function cleanupLockName (database: string, table: string): string {
-  return 'session-cleanup:' + createHash('sha256').update(`${database}.${table}`).digest('hex').slice(0, 40)
+/**
+ * The lease under which one instance per interval cleans a table (lease.ts), and the one under
+ * which one instance keys an upgraded table at start; 56 characters of the lease table's 64.
+ */
+export function maintenanceLeaseName (work: 'cleanup' | 'keying', database: string, table: string): string {
+  return `session-${work}:` + createHash('sha256').update(`${database}.${table}`).digest('hex').slice(0, 40)
 }
 
 interface SessionRow extends RowDataPacket {
@@ -87,11 +93,12 @@ interface SessionRow extends RowDataPacket {
  * when it comes back.
  */
 export class MysqlSessionStore extends PromiseSessionStore implements ManagedStore {
-  private readonly pool: Pool
+  private readonly pool: SessionPool
   private readonly log: FastifyBaseLogger
   private readonly settings: MysqlSessionStoreOptions
   private readonly sql: Record<'select' | 'upsert' | 'update' | 'rewrite' | 'touch' | 'destroy' | 'destroyMany' | 'repairUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
-  private readonly cleanupLock: string
+  private readonly cleanupLease: Lease
+  private readonly keyingLease: Lease
   private schemaReady: Promise<void> | undefined
   private readonly closing = new AbortController()
   private startupKeying: Promise<unknown> | undefined
@@ -124,7 +131,8 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
       countLive: `SELECT COUNT(*) AS n FROM ${table} WHERE expires > ?`,
       clear: `DELETE FROM ${table}`
     }
-    this.cleanupLock = cleanupLockName(settings.database, settings.table)
+    this.cleanupLease = new Lease(maintenanceLeaseName('cleanup', settings.database, settings.table), LEASE_MS)
+    this.keyingLease = new Lease(maintenanceLeaseName('keying', settings.database, settings.table), LEASE_MS)
   }
 
   /**
@@ -132,7 +140,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
    * have no user key yet (an upgraded table's) are keyed in the background meanwhile.
    */
   prepare (): Promise<void> {
-    this.schemaReady ??= createOrUpgradeTable(this.pool, this.settings.table).then(() => {
+    this.schemaReady ??= this.onConnection((connection) => createOrUpgradeTable(connection, this.settings.table)).then(() => {
       if (!this.keysRows) return
       this.startupKeying = this.keyUnkeyedSessions().catch((error: unknown) => {
         this.log.warn({ err: scrubDatabaseError(error) }, 'could not key existing sessions by user; the next cleanup tries again')
@@ -162,13 +170,14 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
   }
 
   /**
-   * Removes expired rows in batches, then keys rows another writer left without a user key, one
-   * instance at a time. Resolves with how many rows went (0 when another instance holds the lock).
+   * Removes expired rows in batches, then keys rows another writer left without a user key, on one
+   * instance per interval (`options.intervalMs`; without it, one at a time). Resolves with how many
+   * rows went (0 when another instance has the interval, or is still cleaning).
    */
   async cleanupExpired (options: CleanupOptions = {}): Promise<number> {
     const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal
-    const removed = await this.withMaintenanceLock(async (connection) => {
-      const removed = await this.deleteExpired(connection, signal)
+    const removed = await this.withLease(this.cleanupLease, options.intervalMs, async (connection, stillHeld) => {
+      const removed = await this.deleteExpired(connection, signal, stillHeld)
       if (!signal.aborted && this.keysRows) await this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, signal, this.mapper))
       return removed
     })
@@ -177,35 +186,52 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
 
   /** Keys the rows that have no user key (see user-keys.ts), unless another instance is maintaining the table. */
   private async keyUnkeyedSessions (): Promise<number> {
-    const keyed = await this.withMaintenanceLock((connection) => this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, this.closing.signal, this.mapper)))
+    const keyed = await this.withLease(this.keyingLease, undefined, (connection) => this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, this.closing.signal, this.mapper)))
     if (keyed) this.log.info({ keyed }, 'keyed existing sessions by user')
     return keyed ?? 0
   }
 
-  /** Runs `work` under the table's maintenance lock on a connection of its own; undefined when another instance holds it. */
-  private async withMaintenanceLock<T> (work: (connection: PoolConnection) => Promise<T>): Promise<T | undefined> {
+  /**
+   * Runs `work` under `lease`, for the interval of `intervalMs` that has begun (or for this moment,
+   * without one), on a connection of its own; undefined when another instance has it. `stillHeld`
+   * renews the lease, for work that goes on for longer.
+   */
+  private async withLease<T> (lease: Lease, intervalMs: number | undefined, work: (connection: PoolConnection, stillHeld: () => Promise<boolean>) => Promise<T>): Promise<T | undefined> {
     await this.prepare()
-    const connection = await withDeadline('cleanup connection', this.settings.deadlineMs, async (deadline) => {
+    const now = Date.now()
+    const slot = intervalMs ? now - (now % intervalMs) : now
+    return await this.onConnection(async (connection) => {
+      if (!(await this.timed('cleanup lease', () => lease.claim(connection, slot, now)))) return undefined
+      this.log.debug({ lease: lease.name, slot: new Date(slot).toISOString() }, 'maintenance lease claimed')
+      try {
+        return await work(connection, () => this.timed('cleanup lease', () => lease.renew(connection, slot)))
+      } finally {
+        await this.timed('cleanup lease', () => lease.release(connection, slot)).catch((error: unknown) => {
+          this.log.warn({ err: scrubDatabaseError(error) }, 'could not release a maintenance lease; it expires by itself')
+        })
+      }
+    })
+  }
+
+  /** Runs `work` on a connection of its own (maintenance, schema), got within the request deadline. */
+  private async onConnection<T> (work: (connection: PoolConnection) => Promise<T>): Promise<T> {
+    const connection = await withDeadline('maintenance connection', this.settings.deadlineMs, async (deadline) => {
       const connection = await this.pool.getConnection()
       // Nobody waits for a connection that comes after the deadline: hand it back, or it is lost to the pool.
       if (deadline.passed) connection.release()
       return connection
     })
     try {
-      const [[lock]] = await this.timed('cleanup lock', () => connection.query<RowDataPacket[]>('SELECT GET_LOCK(?, 0) AS acquired', [this.cleanupLock]))
-      if (lock?.acquired !== 1) return undefined
-      try {
-        return await work(connection)
-      } finally {
-        // Bounded, so a stalled database cannot hold up shutdown here.
-        await connection.query({ sql: 'DO RELEASE_LOCK(?)', values: [this.cleanupLock], timeout: this.settings.deadlineMs })
-      }
+      return await work(connection.promise())
+    } catch (error) {
+      this.pool.failed(connection, error)
+      throw error
     } finally {
       connection.release()
     }
   }
 
-  private async deleteExpired (connection: PoolConnection, signal: AbortSignal): Promise<number> {
+  private async deleteExpired (connection: PoolConnection, signal: AbortSignal, stillHeld: () => Promise<boolean>): Promise<number> {
     let removed = 0
     for (;;) {
       // Applies to the next statement only. At the default REPEATABLE READ a batch that walks the
@@ -225,7 +251,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
       // Rest as long as the batch took: the cleanup gets at most half of one database thread, so
       // reads keep their latency while a million expired rows go (docs/benchmarks.md).
       await sleep(Date.now() - batchStarted, undefined, { signal }).catch(() => {})
-      if (signal.aborted) return removed
+      if (signal.aborted || !(await stillHeld())) return removed
     }
   }
 
@@ -388,12 +414,20 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
   private run<T> (operation: string, work: (connection: CoreConnection) => Promise<T>, deadlineMs = this.settings.deadlineMs): Promise<T> {
     return this.timed(operation, () => withDeadline(operation, deadlineMs, async (deadline) => {
       await this.prepare()
-      const connection = await pooledConnection(this.pool.pool)
-      try {
-        if (deadline.passed) throw new Error('the request stopped waiting')
-        return await work(connection)
-      } finally {
-        connection.release()
+      for (let attempt = 1; ; attempt++) {
+        const connection = await this.pool.getConnection()
+        try {
+          if (deadline.passed) throw new Error('the request stopped waiting')
+          return await work(connection)
+        } catch (error) {
+          // Once more, on a fresh connection (another node if this one failed), for a failure of
+          // where it ran: a certification conflict or a node that went away. Every statement
+          // here may run twice: each writes the same values, or deletes, whatever ran before.
+          if (!this.pool.failed(connection, error) || attempt === 2 || deadline.passed) throw error
+          this.log.debug({ operation, err: scrubDatabaseError(error) }, 'retrying a database operation once')
+        } finally {
+          connection.release()
+        }
       }
     }))
   }
@@ -434,12 +468,6 @@ async function refusedData<T> (write: Promise<T>): Promise<T> {
 
 // The hot path uses mysql2's callback API: its promise wrapper captures a stack trace on every call,
 // which was 2% of a session read's CPU time (docs/benchmarks.md).
-
-function pooledConnection (pool: CorePool): Promise<CoreConnection> {
-  return new Promise((resolve, reject) => {
-    pool.getConnection((error, connection) => error ? reject(error) : resolve(connection))
-  })
-}
 
 function statement<T = unknown> (connection: CoreConnection, kind: 'query' | 'execute', sql: string, values: unknown[] = []): Promise<[T, unknown]> {
   return new Promise((resolve, reject) => {

@@ -1,4 +1,7 @@
-import { escapeId, type Pool, type RowDataPacket } from 'mysql2/promise'
+import { escapeId, type PoolConnection, type RowDataPacket } from 'mysql2/promise'
+import { LEASE_TABLE_DDL } from './lease.js'
+
+type Queryable = Pick<PoolConnection, 'query'>
 
 const ER_DUP_FIELDNAME = 1060
 const ER_DUP_KEYNAME = 1061
@@ -15,7 +18,8 @@ const USER_KEY_COLUMN = 'user_key char(43) CHARACTER SET ascii COLLATE ascii_bin
 /**
  * Creates the session table, or upgrades one that express-mysql-session (or an earlier version of
  * this project) created, so both run on the same rows: its columns unchanged, plus an index on
- * `expires` for the batched cleanup and an indexed `user_key` column. Only DDL, so it is quick
+ * `expires` for the batched cleanup and an indexed `user_key` column; and the maintenance leases'
+ * table (lease.ts). Only DDL, so it is quick
  * whatever the table holds; existing rows are keyed in the background. Safe to run again and from
  * several processes at once: each step checks first, and a step another process has just done is
  * taken as done.
@@ -24,9 +28,9 @@ const USER_KEY_COLUMN = 'user_key char(43) CHARACTER SET ascii COLLATE ascii_bin
  * unused, so instances of that version keep working during a rolling upgrade; drop it once none
  * runs (docs in the README).
  */
-export async function createOrUpgradeTable (pool: Pool, table: string): Promise<void> {
+export async function createOrUpgradeTable (db: Queryable, table: string): Promise<void> {
   const name = escapeId(table)
-  await pool.query(`CREATE TABLE IF NOT EXISTS ${name} (
+  await db.query(`CREATE TABLE IF NOT EXISTS ${name} (
     session_id varchar(128) COLLATE utf8mb4_bin NOT NULL,
     expires int(11) unsigned NOT NULL,
     data mediumtext COLLATE utf8mb4_bin,
@@ -35,33 +39,34 @@ export async function createOrUpgradeTable (pool: Pool, table: string): Promise<
     KEY idx_expires (expires),
     KEY idx_user_key (user_key)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`)
-  const columns = await columnsOf(pool, table)
+  await db.query(LEASE_TABLE_DDL)
+  const columns = await columnsOf(db, table)
   const missing = REQUIRED_COLUMNS.filter((column) => !columns.has(column))
   if (missing.length > 0) {
     // express-mysql-session's `schema.columnNames` renames them; this store's queries name them.
     throw new Error(`the session table ${table} has no column ${missing.join(', ')}: other column names than session_id, expires, data are not supported; rename them (docs/migrating-from-express.md)`)
   }
-  if (!(await hasIndexOn(pool, table, 'expires'))) {
-    await ignoreError(ER_DUP_KEYNAME, pool.query(`ALTER TABLE ${name} ADD INDEX idx_expires (expires)`))
+  if (!(await hasIndexOn(db, table, 'expires'))) {
+    await ignoreError(ER_DUP_KEYNAME, db.query(`ALTER TABLE ${name} ADD INDEX idx_expires (expires)`))
   }
   if (!columns.has('user_key')) {
-    await ignoreError(ER_DUP_FIELDNAME, pool.query(`ALTER TABLE ${name} ADD COLUMN ${USER_KEY_COLUMN}`))
+    await ignoreError(ER_DUP_FIELDNAME, db.query(`ALTER TABLE ${name} ADD COLUMN ${USER_KEY_COLUMN}`))
   }
-  if (!(await hasIndexOn(pool, table, 'user_key'))) {
-    await ignoreError(ER_DUP_KEYNAME, pool.query(`ALTER TABLE ${name} ADD INDEX idx_user_key (user_key)`))
+  if (!(await hasIndexOn(db, table, 'user_key'))) {
+    await ignoreError(ER_DUP_KEYNAME, db.query(`ALTER TABLE ${name} ADD INDEX idx_user_key (user_key)`))
   }
 }
 
-async function columnsOf (pool: Pool, table: string): Promise<Set<string>> {
-  const [rows] = await pool.query<RowDataPacket[]>(
+async function columnsOf (db: Queryable, table: string): Promise<Set<string>> {
+  const [rows] = await db.query<RowDataPacket[]>(
     `SELECT column_name AS name FROM information_schema.columns
       WHERE table_schema = DATABASE() AND table_name = ?`,
     [table])
   return new Set(rows.map((row) => String(row.name)))
 }
 
-async function hasIndexOn (pool: Pool, table: string, column: string): Promise<boolean> {
-  const [rows] = await pool.query<RowDataPacket[]>(
+async function hasIndexOn (db: Queryable, table: string, column: string): Promise<boolean> {
+  const [rows] = await db.query<RowDataPacket[]>(
     `SELECT 1 FROM information_schema.statistics
       WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ? AND seq_in_index = 1 LIMIT 1`,
     [table, column])

@@ -1,0 +1,71 @@
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
+import { escapeId, type ResultSetHeader } from 'mysql2/promise'
+
+/**
+ * Where instances agree on who runs the maintenance (the expired-row cleanup, the keying of an
+ * upgraded table). A row, not GET_LOCK: a Galera node's GET_LOCK is local to that node, while a
+ * row is certified cluster-wide, so of two nodes claiming it at once one commit fails (a deadlock
+ * error) and that instance simply does not run. On a single server it works the same.
+ */
+export const LEASE_TABLE = 'session_leases'
+
+const ER_LOCK_DEADLOCK = 1213
+
+export const LEASE_TABLE_DDL = `CREATE TABLE IF NOT EXISTS ${escapeId(LEASE_TABLE)} (
+    name varchar(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    holder varchar(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+    slot bigint NOT NULL COMMENT 'start (ms since the epoch) of the interval the holder claimed',
+    held_until bigint NOT NULL COMMENT 'ms since the epoch: the holder renews it or the lease is free',
+    PRIMARY KEY (name)
+  ) ENGINE=InnoDB`
+
+/** What a lease statement needs of a connection (a mysql2 promise connection or pool). */
+export interface LeaseConnection {
+  query: <T extends ResultSetHeader>(sql: string, values: unknown[]) => Promise<[T, unknown]>
+}
+
+/**
+ * One named lease, claimed per interval: whoever claims the interval that starts at `slot` first
+ * runs it, and nobody else does until the next one (and never while the holder still holds it).
+ * Clocks of the instances need only agree to well within `heldForMs`.
+ */
+export class Lease {
+  /** Who this process is, in the row (for an operator reading the table). */
+  readonly holder = `${hostname().slice(0, 40)}:${process.pid}:${randomBytes(6).toString('hex')}`
+  private readonly table = escapeId(LEASE_TABLE)
+
+  constructor (readonly name: string, private readonly heldForMs: number) {}
+
+  /** Whether this process now holds the lease for the interval that starts at `slot`. */
+  async claim (connection: LeaseConnection, slot: number, now = Date.now()): Promise<boolean> {
+    try {
+      const [claimed] = await connection.query<ResultSetHeader>(
+        `UPDATE ${this.table} SET holder = ?, slot = ?, held_until = ? WHERE name = ? AND slot < ? AND held_until < ?`,
+        [this.holder, slot, now + this.heldForMs, this.name, slot, now])
+      if (claimed.affectedRows === 1) return true
+      // The first claim ever creates the row; a row that exists already is somebody's claim.
+      const [created] = await connection.query<ResultSetHeader>(
+        `INSERT IGNORE INTO ${this.table} (name, holder, slot, held_until) VALUES (?, ?, ?, ?)`,
+        [this.name, this.holder, slot, now + this.heldForMs])
+      return created.affectedRows === 1
+    } catch (error) {
+      // Another node's claim of the same row certified first.
+      if ((error as { errno?: number }).errno === ER_LOCK_DEADLOCK) return false
+      throw error
+    }
+  }
+
+  /** Extends a claim still held (a long cleanup between batches); false if it was lost. */
+  async renew (connection: LeaseConnection, slot: number, now = Date.now()): Promise<boolean> {
+    const [renewed] = await connection.query<ResultSetHeader>(
+      `UPDATE ${this.table} SET held_until = ? WHERE name = ? AND holder = ? AND slot = ?`,
+      [now + this.heldForMs, this.name, this.holder, slot])
+    return renewed.affectedRows === 1
+  }
+
+  /** Frees the lease for the next interval's claim (the interval itself stays claimed). */
+  async release (connection: LeaseConnection, slot: number): Promise<void> {
+    await connection.query(`UPDATE ${this.table} SET held_until = 0 WHERE name = ? AND holder = ? AND slot = ?`, [this.name, this.holder, slot])
+  }
+}
