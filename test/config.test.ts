@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { parseEnv } from 'node:util'
 import t from 'tap'
 import { buildApp } from '../src/app.js'
-import { ConfigError, cookieSecure, loadConfig, metricsSetting, sessionSecrets, touchAfterMs, trustProxySetting } from '../src/config/config.js'
+import { ConfigError, cookieSecure, databaseEndpoints, loadConfig, metricsSetting, sessionSecrets, touchAfterMs, trustProxySetting } from '../src/config/config.js'
 import { configSchema } from '../src/config/schema.js'
 import { baseEnv, build, createTestDatabase, type Env } from './helper.js'
 import { WARN, captureLog } from './support/log-capture.js'
@@ -51,6 +51,12 @@ const badValues: Array<[string, Env, string]> = [
   ['production without a database', { ...productionOk, SESSION_HOST: undefined }, 'SESSION_HOST is required when NODE_ENV=production (the in-memory store loses every session on restart)'],
   ['database without user', { ...database, SESSION_USER: undefined }, 'SESSION_USER is required when SESSION_HOST is set'],
   ['database without schema', { ...database, SESSION_DATABASE: undefined }, 'SESSION_DATABASE is required when SESSION_HOST is set'],
+  ['a host with a port out of range', { ...database, SESSION_HOST: 'db1:3306,db2:65536' }, 'SESSION_HOST must be host or host:port entries separated by commas, each port 1-65535 (got "db2:65536")'],
+  ['a host with a port that is no number', { ...database, SESSION_HOST: 'db1:mysql' }, 'SESSION_HOST must be host or host:port entries separated by commas, each port 1-65535 (got "db1:mysql")'],
+  ['an IPv6 host without brackets', { ...database, SESSION_HOST: '::1' }, 'SESSION_HOST must be host or host:port entries separated by commas, each port 1-65535 (got "::1")'],
+  ['only commas', { ...database, SESSION_HOST: ' , ' }, 'SESSION_HOST must name at least one host'],
+  ['one node twice', { ...database, SESSION_HOST: 'db1,db1:3306' }, 'SESSION_HOST must not list the same host:port twice'],
+  ['the lease table as the session table', { ...database, SESSION_TABLE: 'session_leases' }, 'SESSION_TABLE must not be session_leases: the store keeps its cleanup leases in that table'],
   ['SameSite=None on an insecure cookie', { SESSION_COOKIE_SAMESITE: 'none', SESSION_COOKIE_SECURE: 'false' }, 'SESSION_COOKIE_SAMESITE=none needs SESSION_COOKIE_SECURE=true or auto (browsers drop SameSite=None cookies that are not Secure)'],
   ['trust proxy garbage', { TRUST_PROXY: 'not-an-address' }, 'TRUST_PROXY must be true, false, a hop count or comma-separated addresses/CIDRs'],
   ['touch-after not below max age', { SESSION_MAX_AGE: '60000', SESSION_TOUCH_AFTER: '60000' }, 'SESSION_TOUCH_AFTER must be less than SESSION_MAX_AGE'],
@@ -71,6 +77,17 @@ t.test('@fastify/env inside the app rejects the same values with the same messag
   for (const [label, env, message] of badValues) {
     await t.rejects(buildApp({ env: { LOG_LEVEL: 'silent', ...env } }), { name: 'ConfigError', message }, label)
   }
+})
+
+t.test('SESSION_HOST lists a Galera cluster\'s nodes, each with SESSION_PORT unless it names a port', async (t) => {
+  const { config } = loadConfig({ ...database, SESSION_HOST: 'db1, 10.0.0.2:3307,[fd00::3]:3308,[::1]', SESSION_PORT: '3310' })
+  t.same(databaseEndpoints(config), [
+    { host: 'db1', port: 3310 },
+    { host: '10.0.0.2', port: 3307 },
+    { host: 'fd00::3', port: 3308 },
+    { host: '::1', port: 3310 }
+  ])
+  t.same(databaseEndpoints(loadConfig(database).config), [{ host: '127.0.0.1', port: 3306 }], 'one host, as before')
 })
 
 t.test('defaults are the seed app\'s settings', async (t) => {

@@ -2,7 +2,7 @@
 // server's own configuration (environment and .env, through loadConfig) and its own store code.
 import { parseArgs } from 'node:util'
 import { pino } from 'pino'
-import { ConfigError, loadConfig, usesDatabase } from '../config/config.js'
+import { ConfigError, databaseEndpoints, loadConfig, usesDatabase } from '../config/config.js'
 import { createMysqlStore } from '../session/mysql-store.js'
 import type { SessionUser } from '../session/session-data.js'
 import { StoreUnavailableError } from '../session/store-errors.js'
@@ -48,14 +48,14 @@ async function main (): Promise<void> {
   if (!usesDatabase(config)) {
     throw new ConfigError('npm run sessions needs the database: set SESSION_HOST, SESSION_USER and SESSION_DATABASE as for the server (the in-memory store lives only inside a server process)')
   }
-  database = `${config.SESSION_HOST}:${config.SESSION_PORT}`
+  database = databaseEndpoints(config).map(({ host, port }) => `${host}:${port}`).join(',')
   const { pool, store } = createMysqlStore(config, { deadlineMs: CLI_DEADLINE_MS, log: pino({ level: config.LOG_LEVEL }, pino.destination(2)), keysRows: false })
   const print = (line: string) => process.stdout.write(`${line}\n`)
   try {
     if (command === 'count') {
       print(String(await store.countLive()))
     } else if (command === 'prune') {
-      // The server's cleanup, under the same lock: 0 also when an instance is cleaning right now.
+      // The server's cleanup, under the same lease: 0 also when an instance is cleaning right now.
       print(`${await store.cleanupExpired()} expired sessions removed`)
     } else if (command === 'revoke-user') {
       print(`${await store.endSessionsOf(user as SessionUser)} sessions of ${user?.name} ended`)
