@@ -1,0 +1,65 @@
+// npm run cluster: three Galera nodes, three app instances on them, HAProxy in front, all on
+// 127.0.0.1 in temporary directories (configured from deploy/); Ctrl-C stops and removes it all.
+import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { startClusterStack, type ClusterStack } from './cluster/stack.js'
+
+// What the cluster needs from Debian, and how each is recognised.
+const NEEDS: Array<{ pkg: string, present: () => boolean }> = [
+  { pkg: 'mariadb-server', present: () => ['/usr/sbin/mariadbd', '/usr/bin/mariadbd'].some(existsSync) },
+  { pkg: 'galera-4', present: () => existsSync('/usr/lib/galera/libgalera_smm.so') },
+  { pkg: 'rsync', present: () => onPath('rsync') },
+  { pkg: 'haproxy', present: () => onPath('haproxy') }
+]
+
+function onPath (command: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore', env: { PATH: `${process.env.PATH}:/usr/sbin:/sbin` } })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Installs what is missing when it can (root with apt-get), else says exactly what to run. */
+function ensurePackages (): void {
+  const missing = NEEDS.filter((need) => !need.present()).map((need) => need.pkg)
+  if (missing.length === 0) return
+  const command = `apt-get install -y ${missing.join(' ')}`
+  if (process.getuid?.() !== 0 || !onPath('apt-get')) {
+    throw new Error(`npm run cluster needs ${missing.join(', ')}: install with \`sudo ${command}\` (Debian/Ubuntu)`)
+  }
+  console.log(`installing ${missing.join(', ')} (${command})`)
+  execFileSync('sh', ['-c', `apt-get update -qq && DEBIAN_FRONTEND=noninteractive ${command}`], { stdio: 'inherit' })
+}
+
+async function main (): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('npm run cluster starts the Galera nodes as the mysql user, so it runs as root (sudo npm run cluster)')
+  ensurePackages()
+  const running: { stack?: ClusterStack } = {}
+  let stopping = false
+  const stop = async () => {
+    if (stopping) return
+    stopping = true
+    console.log('\nstopping the cluster')
+    await running.stack?.stop()
+    process.exit(0)
+  }
+  // Registered before anything starts, so the launchers leave Ctrl-C to this handler.
+  process.on('SIGINT', () => { stop().catch(() => process.exit(1)) })
+  process.on('SIGTERM', () => { stop().catch(() => process.exit(1)) })
+  const stack = running.stack = await startClusterStack({ port: process.env.PORT ? Number(process.env.PORT) : undefined, log: (line) => console.log(line) })
+  const nodes = stack.cluster.nodes.map((node) => `${node.name} 127.0.0.1:${node.sqlPort}`).join(', ')
+  console.log(`
+Galera nodes:   ${nodes}
+app instances:  ${stack.instances.map((instance) => instance.url).join(', ')} (instance i uses node i first)
+log in as:      ${stack.accounts.names[0]} / ${stack.accounts.password}
+
+open ${stack.url}
+(HAProxy, round robin over the instances; Ctrl-C stops everything and removes its files)`)
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error)
+  process.exit(1)
+})

@@ -1,0 +1,159 @@
+// What `npm run cluster` starts and the cluster test runs against: a Galera cluster, app instances
+// on it, and HAProxy in front of them, all on 127.0.0.1, all stopped and removed by stop().
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { hash } from '@node-rs/bcrypt'
+import { createConnection } from 'mysql2/promise'
+import { freePort, makeTempDir, removeTempDir, signalGroup, startGaleraCluster, track, waitExit, type GaleraCluster } from './galera.js'
+import { startHaproxy, type Service } from './haproxy.js'
+
+const serverEntry = new URL('../../src/server.ts', import.meta.url).pathname
+const tsxLoader = import.meta.resolve('tsx')
+
+export const DATABASE = 'sessions'
+export const DATABASE_USER = 'sessions'
+
+export interface AppInstance {
+  readonly name: string
+  readonly url: string
+  /** Everything it wrote to stdout (pino JSON lines), across restarts. */
+  readonly output: string[]
+  /** SIGKILL, as a crash. */
+  kill: () => Promise<void>
+  /** Starts it (again) and resolves once it listens. */
+  start: () => Promise<void>
+  stop: () => Promise<void>
+}
+
+export interface ClusterStack {
+  /** HAProxy's URL: what a browser opens. */
+  readonly url: string
+  readonly cluster: GaleraCluster
+  readonly instances: AppInstance[]
+  /** The accounts' names (AUTH_USERS_FILE) and their one password. */
+  readonly accounts: { names: string[], password: string }
+  stop: () => Promise<void>
+}
+
+export interface StackOptions {
+  instances?: number
+  /** HAProxy's port (default: a free one). */
+  port?: number
+  /** Accounts to create, all with one password (default: demo). */
+  users?: string[]
+  /** Variables for every instance, over the stack's own. */
+  env?: Record<string, string>
+  log?: (line: string) => void
+}
+
+/**
+ * The cluster, a database and a least-privilege user for the app (created on one node, replicated
+ * to all), the instances, HAProxy. Instance i lists the nodes starting from node i, so each writes
+ * through a node of its own: what one instance writes, another reads through another node.
+ */
+export async function startClusterStack (options: StackOptions = {}): Promise<ClusterStack> {
+  const log = options.log ?? (() => {})
+  const dir = makeTempDir('session-cluster-')
+  const started: Array<{ stop: () => Promise<void> }> = []
+  const stop = async () => {
+    for (const part of started.reverse()) await part.stop().catch(() => {})
+    removeTempDir(dir)
+  }
+  try {
+    log('starting 3 Galera nodes')
+    const cluster = await startGaleraCluster({ log })
+    started.push({ stop: () => cluster.destroy() })
+
+    const password = randomBytes(18).toString('base64url')
+    const admin = await createConnection(cluster.rootUrl(0))
+    // Only what the store does: its rows, and creating or upgrading its two tables.
+    await admin.query(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`)
+    await admin.query(`CREATE USER IF NOT EXISTS '${DATABASE_USER}'@'127.0.0.1' IDENTIFIED BY ?`, [password])
+    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON ${DATABASE}.* TO '${DATABASE_USER}'@'127.0.0.1'`)
+    await admin.end()
+
+    const accounts = { names: options.users ?? ['demo'], password: randomBytes(9).toString('base64url') }
+    const usersFile = join(dir, 'users.htpasswd')
+    const passwordHash = await hash(accounts.password, 10)
+    writeFileSync(usersFile, accounts.names.map((name) => `${name}:${passwordHash}\n`).join(''))
+
+    const ports = cluster.nodes.map((node) => node.sqlPort)
+    const secret = randomBytes(36).toString('base64url')
+    const instances = await Promise.all(Array.from({ length: options.instances ?? 3 }, async (_, index) => {
+      const hosts = [...ports.slice(index % ports.length), ...ports.slice(0, index % ports.length)].map((port) => `127.0.0.1:${port}`)
+      const port = await freePort()
+      return appInstance(`app${index + 1}`, port, {
+        NODE_ENV: 'production',
+        HOST: '127.0.0.1',
+        PORT: String(port),
+        // One proxy in front: it writes X-Forwarded-For and X-Forwarded-Proto.
+        TRUST_PROXY: '127.0.0.1',
+        SESSION_SECRET: secret,
+        SESSION_HOST: hosts.join(','),
+        SESSION_USER: DATABASE_USER,
+        SESSION_PASSWORD: password,
+        SESSION_DATABASE: DATABASE,
+        // Plain HTTP on loopback; behind TLS termination, leave it at its default (true).
+        SESSION_COOKIE_SECURE: 'false',
+        AUTH_USERS_FILE: usersFile,
+        ...options.env
+      })
+    }))
+    started.push(...instances)
+    log(`starting ${instances.length} app instances`)
+    await Promise.all(instances.map((instance) => instance.start()))
+
+    const proxy: Service = await startHaproxy({
+      config: 'app',
+      port: options.port,
+      backends: instances.map((instance) => ({ host: '127.0.0.1', port: Number(new URL(instance.url).port) }))
+    })
+    started.push(proxy)
+    return { url: `http://127.0.0.1:${proxy.port}`, cluster, instances, accounts, stop }
+  } catch (error) {
+    await stop()
+    throw error
+  }
+}
+
+function appInstance (name: string, port: number, env: Record<string, string>): AppInstance {
+  let child: ChildProcess | undefined
+  const output: string[] = []
+  const ended = async (signal: NodeJS.Signals) => {
+    if (!child || child.exitCode !== null || child.signalCode !== null) return
+    const exit = waitExit(child)
+    signalGroup(child, signal)
+    await exit
+  }
+  return {
+    name,
+    url: `http://127.0.0.1:${port}`,
+    output,
+    kill: () => ended('SIGKILL'),
+    stop: () => ended('SIGTERM'),
+    start: () => new Promise<void>((resolve, reject) => {
+      const process_ = track(spawn(process.execPath, ['--import', tsxLoader, serverEntry], {
+        env: { PATH: process.env.PATH, ...env },
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe']
+      }))
+      child = process_
+      let pending = ''
+      let stderr = ''
+      let listening = false
+      process_.stdout?.on('data', (chunk: Buffer) => {
+        const lines = (pending + chunk.toString()).split('\n')
+        pending = lines.pop() ?? ''
+        output.push(...lines)
+        if (!listening && lines.some((line) => line.includes('Server listening'))) {
+          listening = true
+          resolve()
+        }
+      })
+      process_.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+      process_.once('exit', (code) => { if (!listening) reject(new Error(`${name} exited with ${code} before listening: ${stderr.slice(-2000)}`)) })
+    })
+  }
+}
