@@ -1,9 +1,14 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createConnection, type RowDataPacket } from 'mysql2/promise'
 import t from 'tap'
+import type { SessionData } from 'express-session'
+import { pino } from 'pino'
+import { startGaleraProxy } from '../scripts/cluster/haproxy.js'
 import { startClusterStack, DATABASE } from '../scripts/cluster/stack.js'
-import { Client, type HttpResponse } from './helper.js'
-import { loginAs } from './support/accounts.js'
+import { loadConfig } from '../src/config/config.js'
+import { createMysqlStore } from '../src/session/mysql-store.js'
+import { Client, baseEnv, build, listen, type HttpResponse } from './helper.js'
+import { loginAs, writeUsersFile } from './support/accounts.js'
 
 // Three Galera nodes, three server processes (instance i writes through node i first), HAProxy in
 // front, as `npm run cluster` starts them. First tight loops across instances (causal reads), then
@@ -60,6 +65,169 @@ t.test('what one instance answers, the next request through another instance see
   }
   await Promise.all(users.slice(0, WORKERS).map(loop))
   t.same(failures, [], `${WORKERS} users, 15 rounds each, each step read back at once through another instance and another node`)
+})
+
+/** Waits (up to 10 s) until an instance has logged a line, after the `since`-th line, that has every part. */
+async function logged (instance: { output: string[] }, since: number, ...parts: string[]): Promise<boolean> {
+  for (let tries = 0; tries < 100; tries++) {
+    if (instance.output.slice(since).some((line) => parts.every((part) => line.includes(part)))) return true
+    await sleep(100)
+  }
+  return false
+}
+
+const rootOn = (node: number, database?: string) => createConnection({ uri: stack.cluster.rootUrl(node), database })
+const statusOf = async (connection: Awaited<ReturnType<typeof rootOn>>, name: string) =>
+  String((await connection.query<RowDataPacket[]>('SHOW GLOBAL STATUS LIKE ?', [name]))[0][0]?.Value)
+
+t.test('a node that is not Synced, or not in the primary component, gets no queries; it gets them again once back', async (t) => {
+  const instance1 = stack.instances[0] as typeof stack.instances[0]
+  const port1 = stack.cluster.nodes[0]?.sqlPort as number
+  const admin = await rootOn(0)
+  t.teardown(() => admin.end())
+  const client = new Client(instance1.url)
+  t.equal((await loginAs(client, users[WORKERS] as string, password)).status, 200)
+  const selectsOnNode1 = async () => Number(await statusOf(admin, 'Com_select'))
+  const readThrough = async () => {
+    const answers = await Promise.all(Array.from({ length: 30 }, () => on(instance1.url, client).request('/session')))
+    return answers.map((res) => `${res.status} ${res.json().authenticated}`)
+  }
+  const everyRead = Array.from({ length: 30 }, () => '200 true')
+
+  for (const [how, away, back, problem] of [
+    ['Donor/Desynced (wsrep_desync)', 'SET GLOBAL wsrep_desync = ON', 'SET GLOBAL wsrep_desync = OFF', 'not Synced'],
+    ['cut off from the others (gmcast.isolate)', "SET GLOBAL wsrep_provider_options = 'gmcast.isolate=1'", "SET GLOBAL wsrep_provider_options = 'gmcast.isolate=0'", ''] // non-Primary, or not Synced first: either leaves it
+  ] as const) {
+    let since = instance1.output.length
+    await admin.query(away)
+    t.ok(await logged(instance1, since, 'database node left', `:${port1}`, problem), `instance 1 leaves node 1 when it is ${how}`, { log: instance1.output.slice(since).filter((line) => line.includes('database node')) })
+    const before = await selectsOnNode1()
+    t.same(await readThrough(), everyRead, 'its reads are answered meanwhile (by node 2)')
+    t.equal(await selectsOnNode1() - before, 0, 'and none of them ran on node 1')
+    since = instance1.output.length
+    await admin.query(back)
+    t.ok(await logged(instance1, since, 'database node is usable again', `:${port1}`), 'instance 1 goes back to node 1 once it is Synced in the primary component')
+    const again = await selectsOnNode1()
+    t.same(await readThrough(), everyRead)
+    t.ok(await selectsOnNode1() - again >= 30, 'and reads there again')
+  }
+})
+
+t.test('the alternative: HAProxy in TCP mode in front of the nodes sends nothing to a node that is not Synced', async (t) => {
+  const proxy = await startGaleraProxy(stack.cluster)
+  t.teardown(() => proxy.stop())
+  const reached = async () => {
+    const ports = new Set<number>()
+    for (let i = 0; i < 12; i++) {
+      // HAProxy cuts the connections of a node it marks down (on-marked-down shutdown-sessions):
+      // a client sees a lost connection and connects again, as the store's pool does.
+      try {
+        const connection = await createConnection({ host: '127.0.0.1', port: proxy.port, user: 'root' })
+        ports.add(Number((await connection.query<RowDataPacket[]>('SELECT @@port AS port'))[0][0]?.port))
+        await connection.end()
+      } catch {}
+    }
+    return ports
+  }
+  const [port1, port2, port3] = stack.cluster.nodes.map((node) => node.sqlPort)
+  t.same([...await reached()].sort(), [port1, port2, port3].sort(), 'round robin over the three nodes')
+  const admin = await rootOn(2)
+  t.teardown(async () => {
+    await admin.query('SET GLOBAL wsrep_desync = OFF')
+    await admin.end()
+  })
+  await admin.query('SET GLOBAL wsrep_desync = ON')
+  let ports = await reached()
+  for (let tries = 0; tries < 30 && ports.has(port3 as number); tries++) ports = await reached()
+  t.notOk(ports.has(port3 as number), `node 3 Donor/Desynced: new connections reach ${[...ports].join(', ')} only`)
+
+  // The app with SESSION_HOST = the proxy: one host, causal reads detected per connection.
+  const app = await build(t, {
+    ...baseEnv,
+    SESSION_HOST: `127.0.0.1:${proxy.port}`,
+    SESSION_USER: 'root',
+    SESSION_DATABASE: DATABASE,
+    AUTH_USERS_FILE: writeUsersFile(t, { ann: 'correct horse' })
+  })
+  const client = new Client(await listen(app))
+  t.equal((await loginAs(client, 'ann', 'correct horse')).status, 200)
+  for (let i = 0; i < 10; i++) t.equal((await client.request('/session')).json().authenticated, true, `read ${i} through the proxy, on whichever node`)
+  t.equal((await client.request('/session/logout', { method: 'POST' })).status, 204)
+})
+
+t.test('two nodes writing one session at once: a certification conflict is retried, never a 500', async (t) => {
+  const [a, b] = stack.instances as [typeof stack.instances[0], typeof stack.instances[0]]
+  const client = new Client(a.url)
+  t.equal((await loginAs(client, users[WORKERS] as string, password)).status, 200)
+  const since = [a.output.length, b.output.length]
+  const statuses: number[] = []
+  for (let round = 0; round < 40; round++) {
+    const answers = await Promise.all([a, b].map((instance, side) => on(instance.url, client).request('/session/state', { method: 'PUT', body: { round, side } })))
+    statuses.push(...answers.map((res) => res.status))
+  }
+  const retries = [a, b].reduce((sum, instance, i) => sum + instance.output.slice(since[i]).filter((line) => line.includes('retrying a database operation once')).length, 0)
+  t.comment(`${retries} statements retried after a conflict; answers ${JSON.stringify(Object.fromEntries(statuses.map((status) => [status, statuses.filter((other) => other === status).length])))}`)
+  t.same(statuses.filter((status) => status !== 200 && status !== 503), [], 'every answer 200, or 503 with Retry-After if the retry conflicted too')
+  t.ok(statuses.filter((status) => status === 200).length >= statuses.length * 0.9, 'nearly all 200')
+  const state = (await on(a.url, client).request('/session')).json().state
+  t.equal(state?.round, 39, 'the last round\'s write is the state, whichever side won')
+})
+
+t.test('table creation and upgrade on the running cluster, from three instances on three nodes at once, while sessions are written', async (t) => {
+  const silent = pino({ level: 'silent' })
+  const admin = await rootOn(0)
+  t.teardown(async () => {
+    await admin.query('DROP DATABASE IF EXISTS upgrade_test')
+    await admin.query('DROP DATABASE IF EXISTS create_test')
+    await admin.end()
+  })
+  await admin.query('CREATE DATABASE upgrade_test')
+  await admin.query('CREATE DATABASE create_test')
+  // express-mysql-session's table, with rows: the upgrade adds the indexes and the user column.
+  await admin.query(`CREATE TABLE upgrade_test.sessions (
+    session_id varchar(128) COLLATE utf8mb4_bin NOT NULL, expires int(11) unsigned NOT NULL,
+    data mediumtext COLLATE utf8mb4_bin, PRIMARY KEY (session_id)) ENGINE=InnoDB`)
+  const expires = Math.floor(Date.now() / 1000) + 3600
+  await admin.query('INSERT INTO upgrade_test.sessions (session_id, expires, data) VALUES ?',
+    [Array.from({ length: 3000 }, (_, i) => [`legacy${i}`, expires, JSON.stringify({ cookie: {}, user: { name: `u${i % 50}` } })])])
+
+  for (const database of ['upgrade_test', 'create_test']) {
+    const stores = stack.cluster.nodes.map((node) => createMysqlStore(loadConfig({
+      SESSION_HOST: `127.0.0.1:${node.sqlPort}`, SESSION_USER: 'root', SESSION_DATABASE: database, SESSION_SECRET: 'x'
+    }).config, { deadlineMs: 5000, log: silent }))
+    t.teardown(async () => {
+      for (const { store, pool } of stores) {
+        await store.close()
+        await pool.end()
+      }
+    })
+    // Sessions written through node 2 the whole time (a store's own saves, as requests make them).
+    const writer = stores[1]?.store as (typeof stores)[0]['store']
+    const writing = { on: true }
+    const writeErrors: unknown[] = []
+    const writes = (async () => {
+      await writer.prepare().catch(() => {})
+      for (let i = 0; writing.on; i++) {
+        const data = { cookie: { originalMaxAge: 60000, expires: new Date(Date.now() + 60000).toISOString() }, n: i } as unknown as SessionData
+        await new Promise<void>((resolve) => writer.set(`during${i}`, data, (error) => { if (error) writeErrors.push(error); resolve() }))
+      }
+    })()
+    const upgrades = await Promise.allSettled(stores.map(({ store }) => store.prepare()))
+    writing.on = false
+    await writes
+    t.same(upgrades.map((result) => result.status), ['fulfilled', 'fulfilled', 'fulfilled'], `${database}: all three instances' upgrades succeed`)
+    t.same(writeErrors, [], `${database}: no save failed meanwhile`)
+    for (const [index] of stack.cluster.nodes.entries()) {
+      const connection = await rootOn(index, database)
+      const [indexes] = await connection.query<RowDataPacket[]>('SHOW INDEX FROM sessions')
+      const [leases] = await connection.query<RowDataPacket[]>("SHOW TABLES LIKE 'session_leases'")
+      t.same([...new Set(indexes.map((row) => String(row.Key_name)))].sort(), ['PRIMARY', 'idx_expires', 'idx_user_key'], `${database} on node ${index + 1}: the indexes, once each`)
+      t.equal(leases.length, 1, `${database} on node ${index + 1}: the lease table`)
+      t.equal(await statusOf(connection, 'wsrep_local_state_comment'), 'Synced', `node ${index + 1} is Synced`)
+      await connection.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', [`after-on-${index}`, expires, '{}'])
+      await connection.end()
+    }
+  }
 })
 
 interface Tally {
