@@ -61,5 +61,5 @@ t.test('database down at start, up later: the same app serves sessions without a
   t.ok(client.cookie, 'a session cookie')
   t.equal((await client.request('/session')).json().createdAt, first.json().createdAt, 'stored in the database that came up')
   const [tables] = await db.admin.query('SHOW TABLES')
-  t.same(tables, [{ Tables_in_sessions: 'sessions' }], 'the table was created when the database first answered')
+  t.same(tables, [{ Tables_in_sessions: 'session_leases' }, { Tables_in_sessions: 'sessions' }], 'the session table and the cleanup lease table were created when the database first answered')
 })

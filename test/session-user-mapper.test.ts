@@ -1,6 +1,8 @@
 import type { RowDataPacket } from 'mysql2/promise'
 import t from 'tap'
 import { userKey } from '../src/session/identity.js'
+import { LEASE_TABLE } from '../src/session/lease.js'
+import { maintenanceLeaseName } from '../src/session/mysql-store.js'
 import { baseEnv, buildWithDatabase, httpRequest, insertSessionRow, listen, type TestDatabase } from './helper.js'
 import { runProcess } from './support/server-process.js'
 import { signedCookie } from './support/signed-cookie.js'
@@ -25,6 +27,14 @@ t.test('passport\'s shape: `npm run sessions` never keys it as anonymous; the se
   }
   const { app, db } = await buildWithDatabase(t, {}, { sessionUser })
   await app.sessionStore.countLive() // the table exists, upgraded
+  // The server keys an upgraded table's rows once at start, in the background: let it finish
+  // (its lease released) first, so the rows below meet only the CLI.
+  const keying = maintenanceLeaseName('keying', db.name, 'sessions')
+  for (let tries = 0; tries < 100; tries++) {
+    const [rows] = await db.pool.query<RowDataPacket[]>(`SELECT held_until FROM ${LEASE_TABLE} WHERE name = ?`, [keying])
+    if (rows.length === 1 && Number(rows[0]?.held_until) === 0) break
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
   await insertSessionRow(db, 'passport-a', { cookie, passport: { user: 'ann' } })
   await insertSessionRow(db, 'passport-b', { cookie, passport: { user: 'ann' } })
 
