@@ -2,6 +2,7 @@
 // 127.0.0.1 in temporary directories (configured from deploy/); Ctrl-C stops and removes it all.
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { startClusterStack, type ClusterStack } from './cluster/stack.js'
 
 // What the cluster needs from Debian, and how each is recognised.
@@ -33,6 +34,16 @@ function ensurePackages (): void {
   execFileSync('sh', ['-c', `apt-get update -qq && DEBIAN_FRONTEND=noninteractive ${command}`], { stdio: 'inherit' })
 }
 
+/** PORT, else 8080 when it is free, else any free port: the URL is printed either way. */
+async function proxyPort (): Promise<number | undefined> {
+  if (process.env.PORT) return Number(process.env.PORT)
+  return await new Promise((resolve) => {
+    const probe = createServer()
+    probe.once('error', () => resolve(undefined))
+    probe.listen(8080, '127.0.0.1', () => probe.close(() => resolve(8080)))
+  })
+}
+
 async function main (): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('npm run cluster starts the Galera nodes as the mysql user, so it runs as root (sudo npm run cluster)')
   ensurePackages()
@@ -48,7 +59,7 @@ async function main (): Promise<void> {
   // Registered before anything starts, so the launchers leave Ctrl-C to this handler.
   process.on('SIGINT', () => { stop().catch(() => process.exit(1)) })
   process.on('SIGTERM', () => { stop().catch(() => process.exit(1)) })
-  const stack = running.stack = await startClusterStack({ port: process.env.PORT ? Number(process.env.PORT) : undefined, log: (line) => console.log(line) })
+  const stack = running.stack = await startClusterStack({ port: await proxyPort(), log: (line) => console.log(line) })
   const nodes = stack.cluster.nodes.map((node) => `${node.name} 127.0.0.1:${node.sqlPort}`).join(', ')
   console.log(`
 Galera nodes:   ${nodes}

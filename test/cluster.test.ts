@@ -1,3 +1,5 @@
+import { execFileSync, spawn } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createConnection, type RowDataPacket } from 'mysql2/promise'
 import t from 'tap'
@@ -9,6 +11,7 @@ import { loadConfig } from '../src/config/config.js'
 import { createMysqlStore } from '../src/session/mysql-store.js'
 import { Client, baseEnv, build, listen, type HttpResponse } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
+import { freePort } from './support/private-mariadb.js'
 
 // Three Galera nodes, three server processes (instance i writes through node i first), HAProxy in
 // front, as `npm run cluster` starts them. First tight loops across instances (causal reads), then
@@ -384,4 +387,33 @@ t.test('the cleanup ran once per interval across the instances', async (t) => {
   t.ok(slots.size >= intervals * 0.7, `${slots.size} cleanups in ${intervals.toFixed(0)} intervals (some fall in a failover window)`)
   const holders = new Set(claims.map(({ instance }) => instance))
   t.comment(`cleanups by ${[...holders].join(', ')}`)
+})
+
+t.test('npm run cluster: one command prints the URL and a login that works, and Ctrl-C leaves nothing behind', async (t) => {
+  await stack.stop() // one cluster at a time on two cores
+  const child = spawn('npm', ['run', 'cluster'], { cwd: new URL('..', import.meta.url).pathname, env: { ...process.env, PORT: String(await freePort()) }, detached: true })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  t.teardown(() => {
+    try { process.kill(-(child.pid as number), 'SIGKILL') } catch {} // gone already, as it should be
+  })
+  for (let tries = 0; tries < 600 && !/^open http/m.test(output) && child.exitCode === null; tries++) await sleep(100)
+  const url = /^open (http\S+)/m.exec(output)?.[1]
+  const login = /^log in as:\s+(\S+) \/ (\S+)/m.exec(output)
+  t.ok(url && login, 'it prints the URL and a login', { output })
+  const client = new Client(url as string)
+  t.equal((await loginAs(client, login?.[1] as string, login?.[2] as string)).status, 200, 'the printed login works through HAProxy')
+  t.equal((await client.request('/session')).json().authenticated, true)
+  const dirs = [...output.matchAll(/(\/tmp\/galera-\w+)/g)].map((match) => match[1] as string)
+  // Ctrl-C in a terminal signals the whole foreground process group.
+  process.kill(-(child.pid as number), 'SIGINT')
+  await exited
+  t.match(output, /stopping the cluster/, 'it stops the cluster and exits')
+  const left = () => execFileSync('ps', ['-eo', 'args']).toString().split('\n').filter((line) => dirs.some((dir) => line.includes(dir)))
+  // npm may exit before the script it ran has finished stopping what it started.
+  for (let tries = 0; tries < 150 && (left().length > 0 || dirs.some((dir) => existsSync(dir))); tries++) await sleep(100)
+  t.same(left(), [], 'no node of it still runs')
+  t.same(dirs.filter((dir) => existsSync(dir)), [], 'its directories are gone')
 })

@@ -3,10 +3,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
+import { get } from 'node:http'
 import { join } from 'node:path'
 import { hash } from '@node-rs/bcrypt'
 import { createConnection } from 'mysql2/promise'
-import { freePort, makeTempDir, removeTempDir, signalGroup, startGaleraCluster, track, waitExit, type GaleraCluster } from './galera.js'
+import { freePort, makeTempDir, removeTempDir, signalGroup, sleep, startGaleraCluster, track, waitExit, type GaleraCluster } from './galera.js'
 import { startHaproxy, type Service } from './haproxy.js'
 
 const serverEntry = new URL('../../src/server.ts', import.meta.url).pathname
@@ -57,9 +58,14 @@ export async function startClusterStack (options: StackOptions = {}): Promise<Cl
   const log = options.log ?? (() => {})
   const dir = makeTempDir('session-cluster-')
   const started: Array<{ stop: () => Promise<void> }> = []
-  const stop = async () => {
-    for (const part of started.reverse()) await part.stop().catch(() => {})
-    removeTempDir(dir)
+  let stopped: Promise<void> | undefined
+  // Once, whoever asks first (Ctrl-C, a test's teardown).
+  const stop = () => {
+    stopped ??= (async () => {
+      for (const part of started.reverse()) await part.stop().catch(() => {})
+      removeTempDir(dir)
+    })()
+    return stopped
   }
   try {
     log('starting 3 Galera nodes')
@@ -133,27 +139,42 @@ function appInstance (name: string, port: number, env: Record<string, string>): 
     output,
     kill: () => ended('SIGKILL'),
     stop: () => ended('SIGTERM'),
-    start: () => new Promise<void>((resolve, reject) => {
-      const process_ = track(spawn(process.execPath, ['--import', tsxLoader, serverEntry], {
+    start: async () => {
+      const started = track(spawn(process.execPath, ['--import', tsxLoader, serverEntry], {
         env: { PATH: process.env.PATH, ...env },
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe']
       }))
-      child = process_
+      child = started
       let pending = ''
       let stderr = ''
-      let listening = false
-      process_.stdout?.on('data', (chunk: Buffer) => {
+      started.stdout?.on('data', (chunk: Buffer) => {
         const lines = (pending + chunk.toString()).split('\n')
         pending = lines.pop() ?? ''
         output.push(...lines)
-        if (!listening && lines.some((line) => line.includes('Server listening'))) {
-          listening = true
-          resolve()
-        }
       })
-      process_.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-      process_.once('exit', (code) => { if (!listening) reject(new Error(`${name} exited with ${code} before listening: ${stderr.slice(-2000)}`)) })
-    })
+      started.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+      // Up when it answers, whatever its LOG_LEVEL prints.
+      const deadline = Date.now() + 60000
+      while (!(await answers(`http://127.0.0.1:${port}/health/live`))) {
+        if (started.exitCode !== null || started.signalCode !== null) throw new Error(`${name} exited with ${started.exitCode ?? started.signalCode} before listening: ${stderr.slice(-2000)}`)
+        if (Date.now() > deadline) {
+          signalGroup(started, 'SIGKILL')
+          throw new Error(`${name} did not answer within 60 s: ${stderr.slice(-2000)}`)
+        }
+        await sleep(100)
+      }
+    }
   }
+}
+
+function answers (url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const req = get(url, { timeout: 1000 }, (res) => {
+      res.resume()
+      resolve(res.statusCode === 200)
+    })
+    req.once('error', () => resolve(false))
+    req.once('timeout', () => req.destroy())
+  })
 }
