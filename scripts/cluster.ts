@@ -64,6 +64,7 @@ async function main (): Promise<void> {
   console.log(`
 Galera nodes:   ${nodes}
 app instances:  ${stack.instances.map((instance) => instance.url).join(', ')} (instance i uses node i first)
+their logs:     ${stack.instances.map((instance) => instance.logFile).join(', ')}
 log in as:      ${stack.accounts.names[0]} / ${stack.accounts.password}
 
 open ${stack.url}

@@ -23,6 +23,7 @@ const users = [...Array.from({ length: WORKERS + 1 }, (_, i) => `user${i}`), 'wi
 
 const stack = await startClusterStack({
   users,
+  keepOutput: true,
   // debug: each instance logs the maintenance lease it claims, so the test sees every cleanup.
   env: { SESSION_CLEANUP_INTERVAL: String(CLEANUP_INTERVAL_MS), LOG_LEVEL: 'debug' },
   log: (line) => t.comment(line)
@@ -391,6 +392,9 @@ t.test('the cleanup ran once per interval across the instances', async (t) => {
 
 t.test('npm run cluster: one command prints the URL and a login that works, and Ctrl-C leaves nothing behind', async (t) => {
   await stack.stop() // one cluster at a time on two cores
+  const processes = () => execFileSync('ps', ['-eo', 'args']).toString().split('\n')
+    .filter((line) => /mariadbd --defaults-file|haproxy -f|galera-check/.test(line))
+  t.same(processes(), [], 'nothing of the stack above still runs')
   const child = spawn('npm', ['run', 'cluster'], { cwd: new URL('..', import.meta.url).pathname, env: { ...process.env, PORT: String(await freePort()) }, detached: true })
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
@@ -406,14 +410,18 @@ t.test('npm run cluster: one command prints the URL and a login that works, and 
   const client = new Client(url as string)
   t.equal((await loginAs(client, login?.[1] as string, login?.[2] as string)).status, 200, 'the printed login works through HAProxy')
   t.equal((await client.request('/session')).json().authenticated, true)
-  const dirs = [...output.matchAll(/(\/tmp\/galera-\w+)/g)].map((match) => match[1] as string)
   // Ctrl-C in a terminal signals the whole foreground process group.
   process.kill(-(child.pid as number), 'SIGINT')
   await exited
   t.match(output, /stopping the cluster/, 'it stops the cluster and exits')
-  const left = () => execFileSync('ps', ['-eo', 'args']).toString().split('\n').filter((line) => dirs.some((dir) => line.includes(dir)))
+  const dirs = [...new Set([...output.matchAll(/(\/tmp\/[\w-]+)/g)].map((match) => match[1] as string))]
+  const instances = /^app instances:\s+(.*) \(/m.exec(output)?.[1]?.split(', ') ?? []
   // npm may exit before the script it ran has finished stopping what it started.
-  for (let tries = 0; tries < 150 && (left().length > 0 || dirs.some((dir) => existsSync(dir))); tries++) await sleep(100)
-  t.same(left(), [], 'no node of it still runs')
-  t.same(dirs.filter((dir) => existsSync(dir)), [], 'its directories are gone')
+  for (let tries = 0; tries < 150 && (processes().length > 0 || dirs.some((dir) => existsSync(dir))); tries++) await sleep(100)
+  t.same(processes(), [], 'no node, HAProxy or check of it still runs')
+  t.equal(instances.length, 3, 'it printed its three instances')
+  const answering = await Promise.all(instances.map((url) => new Client(url).request('/health/live').then(() => url, () => undefined)))
+  t.same(answering.filter(Boolean), [], 'and none of them answers any more')
+  t.ok(dirs.length >= 2, `it printed its directories (${dirs.join(', ')})`)
+  t.same(dirs.filter((dir) => existsSync(dir)), [], 'they are gone')
 })

@@ -56,7 +56,10 @@ export function signalGroup (child: ChildProcess, signal: NodeJS.Signals): void 
 
 function cleanUpNow (): void {
   for (const child of children) signalGroup(child, 'SIGKILL')
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true })
+  // A node killed a moment ago may still be writing: rmSync retries a directory that is not empty yet.
+  for (const dir of tempDirs) {
+    try { rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 }) } catch { /* an exit handler must not throw */ }
+  }
 }
 
 /** Kills the child (and its group) and removes registered temp dirs if this process exits first;

@@ -2,7 +2,7 @@
 // on it, and HAProxy in front of them, all on 127.0.0.1, all stopped and removed by stop().
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
+import { appendFileSync, writeFileSync } from 'node:fs'
 import { get } from 'node:http'
 import { join } from 'node:path'
 import { hash } from '@node-rs/bcrypt'
@@ -19,8 +19,10 @@ export const DATABASE_USER = 'sessions'
 export interface AppInstance {
   readonly name: string
   readonly url: string
-  /** Everything it wrote to stdout (pino JSON lines), across restarts. */
+  /** What it wrote to stdout (pino JSON lines), across restarts, when the stack keeps it (keepOutput). */
   readonly output: string[]
+  /** Where its stdout and stderr go otherwise. */
+  readonly logFile: string
   /** SIGKILL, as a crash. */
   kill: () => Promise<void>
   /** Starts it (again) and resolves once it listens. */
@@ -42,6 +44,8 @@ export interface StackOptions {
   instances?: number
   /** HAProxy's port (default: a free one). */
   port?: number
+  /** Keep each instance's stdout in memory (tests read it); otherwise it goes to a file in the stack's directory. */
+  keepOutput?: boolean
   /** Accounts to create, all with one password (default: demo). */
   users?: string[]
   /** Variables for every instance, over the stack's own. */
@@ -90,7 +94,7 @@ export async function startClusterStack (options: StackOptions = {}): Promise<Cl
     const instances = await Promise.all(Array.from({ length: options.instances ?? 3 }, async (_, index) => {
       const hosts = [...ports.slice(index % ports.length), ...ports.slice(0, index % ports.length)].map((port) => `127.0.0.1:${port}`)
       const port = await freePort()
-      return appInstance(`app${index + 1}`, port, {
+      return appInstance(`app${index + 1}`, port, join(dir, `app${index + 1}.log`), options.keepOutput === true, {
         NODE_ENV: 'production',
         HOST: '127.0.0.1',
         PORT: String(port),
@@ -124,7 +128,7 @@ export async function startClusterStack (options: StackOptions = {}): Promise<Cl
   }
 }
 
-function appInstance (name: string, port: number, env: Record<string, string>): AppInstance {
+function appInstance (name: string, port: number, logFile: string, keepOutput: boolean, env: Record<string, string>): AppInstance {
   let child: ChildProcess | undefined
   const output: string[] = []
   const ended = async (signal: NodeJS.Signals) => {
@@ -137,6 +141,7 @@ function appInstance (name: string, port: number, env: Record<string, string>): 
     name,
     url: `http://127.0.0.1:${port}`,
     output,
+    logFile,
     kill: () => ended('SIGKILL'),
     stop: () => ended('SIGTERM'),
     start: async () => {
@@ -149,11 +154,16 @@ function appInstance (name: string, port: number, env: Record<string, string>): 
       let pending = ''
       let stderr = ''
       started.stdout?.on('data', (chunk: Buffer) => {
+        if (!keepOutput) return appendFileSync(logFile, chunk)
         const lines = (pending + chunk.toString()).split('\n')
         pending = lines.pop() ?? ''
         output.push(...lines)
       })
-      started.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+      started.stderr?.on('data', (chunk: Buffer) => {
+        appendFileSync(logFile, chunk)
+        // The end of it, for the error if it does not start.
+        stderr = (stderr + chunk.toString()).slice(-2000)
+      })
       // Up when it answers, whatever its LOG_LEVEL prints.
       const deadline = Date.now() + 60000
       while (!(await answers(`http://127.0.0.1:${port}/health/live`))) {

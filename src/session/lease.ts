@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
-import { escapeId, type ResultSetHeader } from 'mysql2/promise'
+import { escapeId, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 
 /**
  * Where instances agree on who runs the maintenance (the expired-row cleanup, the keying of an
@@ -21,14 +21,12 @@ export const LEASE_TABLE_DDL = `CREATE TABLE IF NOT EXISTS ${escapeId(LEASE_TABL
   ) ENGINE=InnoDB`
 
 /** What a lease statement needs of a connection (a mysql2 promise connection or pool). */
-export interface LeaseConnection {
-  query: <T extends ResultSetHeader>(sql: string, values: unknown[]) => Promise<[T, unknown]>
-}
+export type LeaseConnection = Pick<PoolConnection, 'query'>
 
 /**
  * One named lease, claimed per interval: whoever claims the interval that starts at `slot` first
  * runs it, and nobody else does until the next one (and never while the holder still holds it).
- * Clocks of the instances need only agree to well within `heldForMs`.
+ * Time is the database's clock (on Galera, each node's: keep them in sync with NTP).
  */
 export class Lease {
   /** Who this process is, in the row (for an operator reading the table). */
@@ -37,30 +35,38 @@ export class Lease {
 
   constructor (readonly name: string, private readonly heldForMs: number) {}
 
-  /** Whether this process now holds the lease for the interval that starts at `slot`. */
-  async claim (connection: LeaseConnection, slot: number, now = Date.now()): Promise<boolean> {
+  /**
+   * Whether this process now holds the lease for the interval of `intervalMs` that has begun (or,
+   * without one, for this moment); resolves with that interval's start, or undefined. Times are the
+   * database's, so the instances' clocks need not agree; a slot further in the future than the
+   * lease lasts was written by a wrong clock and is claimed over.
+   */
+  async claim (connection: LeaseConnection, intervalMs?: number): Promise<number | undefined> {
+    const [[clock]] = await connection.query<RowDataPacket[]>('SELECT ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS now')
+    const now = Number(clock?.now)
+    const slot = intervalMs ? now - (now % intervalMs) : now
     try {
       const [claimed] = await connection.query<ResultSetHeader>(
-        `UPDATE ${this.table} SET holder = ?, slot = ?, held_until = ? WHERE name = ? AND slot < ? AND held_until < ?`,
-        [this.holder, slot, now + this.heldForMs, this.name, slot, now])
-      if (claimed.affectedRows === 1) return true
+        `UPDATE ${this.table} SET holder = ?, slot = ?, held_until = ? WHERE name = ? AND (slot < ? OR slot > ?) AND held_until < ?`,
+        [this.holder, slot, now + this.heldForMs, this.name, slot, now + this.heldForMs, now])
+      if (claimed.affectedRows === 1) return slot
       // The first claim ever creates the row; a row that exists already is somebody's claim.
       const [created] = await connection.query<ResultSetHeader>(
         `INSERT IGNORE INTO ${this.table} (name, holder, slot, held_until) VALUES (?, ?, ?, ?)`,
         [this.name, this.holder, slot, now + this.heldForMs])
-      return created.affectedRows === 1
+      return created.affectedRows === 1 ? slot : undefined
     } catch (error) {
       // Another node's claim of the same row certified first.
-      if ((error as { errno?: number }).errno === ER_LOCK_DEADLOCK) return false
+      if ((error as { errno?: number }).errno === ER_LOCK_DEADLOCK) return undefined
       throw error
     }
   }
 
   /** Extends a claim still held (a long cleanup between batches); false if it was lost. */
-  async renew (connection: LeaseConnection, slot: number, now = Date.now()): Promise<boolean> {
+  async renew (connection: LeaseConnection, slot: number): Promise<boolean> {
     const [renewed] = await connection.query<ResultSetHeader>(
-      `UPDATE ${this.table} SET held_until = ? WHERE name = ? AND holder = ? AND slot = ?`,
-      [now + this.heldForMs, this.name, this.holder, slot])
+      `UPDATE ${this.table} SET held_until = ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) + ? WHERE name = ? AND holder = ? AND slot = ?`,
+      [this.heldForMs, this.name, this.holder, slot])
     return renewed.affectedRows === 1
   }
 

@@ -18,25 +18,32 @@ const LOCK_WAIT_SECONDS = 1
 /** How often each node of a cluster is asked whether it may serve (SESSION_HOST lists several). */
 export const NODE_CHECK_INTERVAL_MS = 500
 
-// Errors that say the node, not the statement, failed: another node can run the statement.
-const NODE_FAILURE_ERRNOS = new Set([
+// Errors by which a node says it cannot serve now: another node can run the statement.
+const NODE_STATE_ERRNOS = new Set([
   1040, // ER_CON_COUNT_ERROR: too many connections
   1047, // ER_UNKNOWN_COM_ERROR: "WSREP has not yet prepared node for application use" (not Synced, or not in the primary component)
-  1053, // ER_SERVER_SHUTDOWN
-  1927 // ER_CONNECTION_KILLED
+  1053 // ER_SERVER_SHUTDOWN
 ])
+// The connection, not the node, failed: a fresh one may succeed (or, if the node is gone, fails
+// to connect, which leaves the node).
+const ER_CONNECTION_KILLED = 1927
 // A Galera certification conflict (two nodes wrote one row at once) or an InnoDB deadlock: the
 // transaction was rolled back and may be run again.
 const ER_LOCK_DEADLOCK = 1213
 
 /** The statement failed because of where it ran (the node, the connection, a conflict), not what it is: once more may succeed. */
 export function isRetryable (error: unknown): boolean {
-  return isNodeFailure(error) || (error as { errno?: number } | undefined)?.errno === ER_LOCK_DEADLOCK
+  return isNodeFailure(error) || isConflict(error)
+}
+
+/** The database rolled the statement back (a certification conflict or a deadlock): it did nothing. */
+export function isConflict (error: unknown): boolean {
+  return (error as { errno?: number } | undefined)?.errno === ER_LOCK_DEADLOCK
 }
 
 function isNodeFailure (error: unknown): boolean {
   const { fatal, errno } = (error ?? {}) as Partial<QueryError>
-  return fatal === true || NODE_FAILURE_ERRNOS.has(errno ?? 0)
+  return fatal === true || errno === ER_CONNECTION_KILLED || NODE_STATE_ERRNOS.has(errno ?? 0)
 }
 
 /**
@@ -51,6 +58,8 @@ class DatabaseNode {
   usable = true
   /** Why not, for the log. */
   problem = ''
+  /** Whether a check has answered yet (with several hosts). */
+  checked = false
   /** wsrep_on, learnt from the node's first connection (or its first check). */
   galera: boolean | undefined
   private readonly prepared = new WeakSet<CoreConnection>()
@@ -109,8 +118,9 @@ async function wsrepOn (connection: Pick<Connection, 'query'>): Promise<boolean>
  * cluster in SESSION_HOST's order, so every instance with the same list writes through the same
  * node (no certification conflicts between them) and comes back to it once it is usable again.
  * A node is usable while it answers and, on Galera, is Synced in the primary component: each is
- * checked every NODE_CHECK_INTERVAL_MS, and one that fails a connection or a statement is left at
- * once until a check finds it well.
+ * checked every NODE_CHECK_INTERVAL_MS on its own timer, and one that refuses a new connection or
+ * says it is not ready is left at once, until a check finds it well. A statement that fails on
+ * one connection (it was cut, it conflicted) leaves no node: the caller retries it.
  */
 export class SessionPool {
   readonly nodes: DatabaseNode[]
@@ -124,35 +134,31 @@ export class SessionPool {
 
   /** A connection to the first usable node, trying the next when one cannot be reached. */
   async getConnection (): Promise<CoreConnection> {
-    await this.checker?.firstRound
-    const usable = this.nodes.filter((node) => node.usable)
-    if (usable.length === 0) throw new Error(`no usable database node (${this.nodes.map((node) => `${node.name}: ${node.problem}`).join('; ')})`)
     let lastError: unknown
-    for (const node of usable) {
+    for (const node of this.nodes) {
+      // Until a node's first check has answered (at start), whether it may serve is not known.
+      if (this.checker && !node.checked) await this.checker.firstChecked(node)
+      if (!node.usable) continue
       try {
         return await node.connect()
       } catch (error) {
         if (!isNodeFailure(error)) throw error
-        this.nodeFailed(node, error)
+        this.checker?.leave(node, describe(error))
         lastError = error
       }
     }
-    throw lastError
+    throw lastError ?? new Error(`no usable database node (${this.nodes.map((node) => `${node.name}: ${node.problem}`).join('; ')})`)
   }
 
   /**
-   * A statement on `connection` failed with `error`: leaves the node if it was the node's fault.
-   * Whether running the statement again (on a fresh connection) may succeed.
+   * A statement on `connection` failed with `error`: leaves the node if the node says it cannot
+   * serve (not ready, shutting down). Whether running the statement again, on a fresh connection
+   * (to another node if this one was left), may succeed.
    */
   failed (connection: CoreConnection, error: unknown): boolean {
     const node = this.nodes.find((node) => node.endpoint.port === connection.config.port && node.endpoint.host === connection.config.host)
-    if (node && isNodeFailure(error)) this.nodeFailed(node, error)
+    if (node && NODE_STATE_ERRNOS.has((error as { errno?: number } | undefined)?.errno ?? 0)) this.checker?.leave(node, describe(error))
     return isRetryable(error)
-  }
-
-  private nodeFailed (node: DatabaseNode, error: unknown): void {
-    if (!this.checker) return
-    this.checker.leave(node, describe(error))
   }
 
   /** Stops the checks and closes every connection. */
@@ -168,33 +174,50 @@ function describe (error: unknown): string {
 }
 
 /**
- * Asks every node, on a connection of its own, whether it may serve: it answers within the check
- * interval and, where wsrep is on, wsrep_local_state is 4 (Synced), wsrep_cluster_status is
- * Primary and wsrep_ready is ON. A node that is Donor/Desynced, joining, or cut off from the
- * primary component gets no queries.
+ * Asks each node, on a connection of its own and on a timer of its own (a node that hangs delays
+ * no other's), whether it may serve: it answers within the check interval and, where wsrep is on,
+ * wsrep_local_state is 4 (Synced), wsrep_cluster_status is Primary and wsrep_ready is ON. A node
+ * that is Donor/Desynced, joining, or cut off from the primary component gets no queries.
  */
 class NodeChecker {
-  readonly firstRound: Promise<void>
+  private readonly first = new Map<DatabaseNode, Promise<void>>()
   private readonly connections = new Map<DatabaseNode, Promise<Connection>>()
-  private timer: NodeJS.Timeout | undefined
+  private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly rounds = new Set<Promise<void>>()
   private stopped = false
-  private round: Promise<void> | undefined
 
-  constructor (private readonly nodes: DatabaseNode[], private readonly config: Config, private readonly intervalMs: number, private readonly log?: FastifyBaseLogger) {
-    this.firstRound = this.checkAll()
-    this.timer = setInterval(() => { this.round ??= this.checkAll().finally(() => { this.round = undefined }) }, intervalMs)
-    this.timer.unref()
+  constructor (nodes: DatabaseNode[], private readonly config: Config, private readonly intervalMs: number, private readonly log?: FastifyBaseLogger) {
+    for (const node of nodes) this.first.set(node, this.checkEvery(node))
+  }
+
+  /** Resolves once the node's first check has answered (or failed). */
+  firstChecked (node: DatabaseNode): Promise<void> | undefined {
+    return this.first.get(node)
   }
 
   leave (node: DatabaseNode, problem: string): void {
     this.setState(node, false, problem)
   }
 
-  private async checkAll (): Promise<void> {
-    await Promise.all(this.nodes.map(async (node) => {
-      const problem = await this.problemOf(node)
-      this.setState(node, problem === undefined, problem ?? '')
-    }))
+  /** Checks now, then every interval after the previous check ended; resolves after the first. */
+  private async checkEvery (node: DatabaseNode): Promise<void> {
+    const round = this.check(node)
+    this.rounds.add(round)
+    await round
+    this.rounds.delete(round)
+    if (this.stopped) return
+    const timer = setTimeout(() => {
+      this.timers.delete(timer)
+      this.checkEvery(node).catch(() => {})
+    }, this.intervalMs)
+    timer.unref()
+    this.timers.add(timer)
+  }
+
+  private async check (node: DatabaseNode): Promise<void> {
+    const problem = await this.problemOf(node)
+    this.setState(node, problem === undefined, problem ?? '')
+    node.checked = true
   }
 
   private setState (node: DatabaseNode, usable: boolean, problem: string): void {
@@ -247,8 +270,8 @@ class NodeChecker {
 
   async stop (): Promise<void> {
     this.stopped = true
-    clearInterval(this.timer)
-    await this.round
+    for (const timer of this.timers) clearTimeout(timer)
+    await Promise.all(this.rounds)
     await Promise.all([...this.connections.values()].map(async (connection) => {
       await (await connection.catch(() => undefined))?.end().catch(() => {})
     }))

@@ -6,7 +6,7 @@ import { escapeId, type PoolConnection, type ResultSetHeader, type RowDataPacket
 import type { FastifyBaseLogger } from 'fastify'
 import { lifetimePolicy, type Config } from '../config/config.js'
 import { Lease } from './lease.js'
-import { SessionPool } from './mysql-pool.js'
+import { SessionPool, isConflict } from './mysql-pool.js'
 import { userKey, userKeyOf, type SessionUserMapper } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, nowSeconds, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
 import { PromiseSessionStore, SessionEndedError, SessionRejectedError, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
@@ -198,10 +198,9 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
    */
   private async withLease<T> (lease: Lease, intervalMs: number | undefined, work: (connection: PoolConnection, stillHeld: () => Promise<boolean>) => Promise<T>): Promise<T | undefined> {
     await this.prepare()
-    const now = Date.now()
-    const slot = intervalMs ? now - (now % intervalMs) : now
     return await this.onConnection(async (connection) => {
-      if (!(await this.timed('cleanup lease', () => lease.claim(connection, slot, now)))) return undefined
+      const slot = await this.timed('cleanup lease', () => lease.claim(connection, intervalMs))
+      if (slot === undefined) return undefined
       this.log.debug({ lease: lease.name, slot: new Date(slot).toISOString() }, 'maintenance lease claimed')
       try {
         return await work(connection, () => this.timed('cleanup lease', () => lease.renew(connection, slot)))
@@ -423,7 +422,10 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
           // Once more, on a fresh connection (another node if this one failed), for a failure of
           // where it ran: a certification conflict or a node that went away. Every statement
           // here may run twice: each writes the same values, or deletes, whatever ran before.
-          if (!this.pool.failed(connection, error) || attempt === 2 || deadline.passed) throw error
+          // But an insert whose connection was cut may still commit after its retry, and after a
+          // logout in between: it is retried only when the database says it did nothing.
+          const retryable = this.pool.failed(connection, error) && (operation !== 'insert' || isConflict(error))
+          if (!retryable || attempt === 2 || deadline.passed) throw error
           this.log.debug({ operation, err: scrubDatabaseError(error) }, 'retrying a database operation once')
         } finally {
           connection.release()
