@@ -11,6 +11,7 @@ import { loadConfig } from '../src/config/config.js'
 import { createMysqlStore } from '../src/session/mysql-store.js'
 import { Client, baseEnv, build, listen, type HttpResponse } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
+import { scrape } from './support/metrics.js'
 import { freePort } from './support/private-mariadb.js'
 
 // Three Galera nodes, three server processes (instance i writes through node i first), HAProxy in
@@ -105,12 +106,14 @@ t.test('a node that is not Synced, or not in the primary component, gets no quer
     let since = instance1.output.length
     await admin.query(away)
     t.ok(await logged(instance1, since, 'database node left', `:${port1}`, problem), `instance 1 leaves node 1 when it is ${how}`, { log: instance1.output.slice(since).filter((line) => line.includes('database node')) })
+    t.equal((await scrape(instance1.url)).value('session_store_node_usable', { node: `127.0.0.1:${port1}` }), 0, 'its metrics show node 1 unused')
     const before = await selectsOnNode1()
     t.same(await readThrough(), everyRead, 'its reads are answered meanwhile (by node 2)')
     t.equal(await selectsOnNode1() - before, 0, 'and none of them ran on node 1')
     since = instance1.output.length
     await admin.query(back)
     t.ok(await logged(instance1, since, 'database node is usable again', `:${port1}`), 'instance 1 goes back to node 1 once it is Synced in the primary component')
+    t.equal((await scrape(instance1.url)).value('session_store_node_usable', { node: `127.0.0.1:${port1}` }), 1, 'and used again')
     const again = await selectsOnNode1()
     t.same(await readThrough(), everyRead)
     t.ok(await selectsOnNode1() - again >= 30, 'and reads there again')

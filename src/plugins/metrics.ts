@@ -78,6 +78,17 @@ export default fp(async function metricsPlugin (fastify) {
     }
   })
 
+  // eslint-disable-next-line no-new -- as above
+  new Gauge({
+    name: 'session_store_node_usable',
+    help: 'Whether the store sends queries to each database server of SESSION_HOST: 1, or 0 while it does not answer or, on Galera, is not Synced in the primary component',
+    labelNames: ['node'],
+    registers,
+    collect () {
+      for (const { node, usable } of fastify.sessionStore.databaseNodes?.() ?? []) this.set({ node }, usable ? 1 : 0)
+    }
+  })
+
   const logins = new Counter({ name: 'session_logins_total', help: 'Login attempts by outcome: success, invalid (credentials), throttled (429), unavailable (503)', labelNames: ['outcome'], registers })
   const revoked = new Counter({ name: 'sessions_revoked_total', help: 'Sessions ended before they expired, by reason: logout, revoke_one, revoke_others, admin', labelNames: ['reason'], registers })
   // Every series exists from the start at 0, so a rate() over a first failure is not lost.

@@ -27,6 +27,8 @@ export interface ManagedStore extends Store {
   cleanupExpired (options?: CleanupOptions): Promise<number>
   /** How many sessions have not expired (what the live-sessions gauge shows). */
   countLive (): Promise<number>
+  /** The database servers the store may use and whether it sends them queries now (a database store). */
+  databaseNodes?: () => Array<{ node: string, usable: boolean }>
   /** Every live session of a user, found through the user key the store writes on every save. */
   sessionsOf (user: SessionUser): Promise<StoredSession[]>
   /** Ends every session of a user except `keepId`; resolves with how many ended. */

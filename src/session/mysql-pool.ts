@@ -161,6 +161,11 @@ export class SessionPool {
     return isRetryable(error)
   }
 
+  /** Each node, `host:port`, and whether queries go there now. */
+  states (): Array<{ node: string, usable: boolean }> {
+    return this.nodes.map((node) => ({ node: node.name, usable: node.usable }))
+  }
+
   /** Stops the checks and closes every connection. */
   async end (): Promise<void> {
     await this.checker?.stop()

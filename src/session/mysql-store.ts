@@ -158,6 +158,10 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     await this.startupKeying
   }
 
+  databaseNodes (): Array<{ node: string, usable: boolean }> {
+    return this.pool.states()
+  }
+
   /** A protocol-level COM_PING: it proves the server answers without running a statement. */
   async ping (deadlineMs = this.settings.deadlineMs): Promise<void> {
     await this.run('ping', (connection) => new Promise<void>((resolve, reject) => {
