@@ -241,6 +241,8 @@ interface Tally {
   statuses: Map<number, number>
   /** When each 503 came (ms since the run began); any other 5xx is a failure. */
   unavailable: number[]
+  /** What each 503 answered, for the log. */
+  unavailableWhat: string[]
   failures: string[]
   requests: number
   /** Sessions logged in while node 2 was away: their ids, to find on node 2 when it is back. */
@@ -248,7 +250,7 @@ interface Tally {
 }
 
 t.test('mixed traffic through HAProxy while a Galera node and an app instance are killed with -9 and come back', async (t) => {
-  const tally: Tally = { statuses: new Map(), unavailable: [], failures: [], requests: 0, writtenWhileAway: new Set() }
+  const tally: Tally = { statuses: new Map(), unavailable: [], unavailableWhat: [], failures: [], requests: 0, writtenWhileAway: new Set() }
   const runStarted = Date.now()
   const now = () => Date.now() - runStarted
   const events: Array<{ at: number, what: string }> = []
@@ -263,6 +265,7 @@ t.test('mixed traffic through HAProxy while a Galera node and an app instance ar
     if (res.status === 503) {
       if (res.headers['retry-after'] === undefined) tally.failures.push(`${what}: 503 without Retry-After`)
       tally.unavailable.push(now())
+      tally.unavailableWhat.push(`${what} at ${now()} ms`)
       return false
     }
     if (res.status >= 500 || (res.status >= 300 && res.status !== 401)) tally.failures.push(`${what}: ${res.status} ${res.body.slice(0, 200)}`)
@@ -274,6 +277,9 @@ t.test('mixed traffic through HAProxy while a Galera node and an app instance ar
     const phone = new Client(stack.url)
     let loggedIn = false
     let state: number | undefined // the state last written; undefined after a write whose outcome is unknown
+    // A logout or revocation answered 503 may still have ended the session (its statement ran on
+    // after the request's deadline): the next read tells which.
+    let ended: 'maybe' | 'no' = 'no'
     let counter = 0
     while (!run.stopping) {
       await sleep(10)
@@ -290,6 +296,12 @@ t.test('mixed traffic through HAProxy while a Galera node and an app instance ar
         const res = await laptop.request('/session')
         if (!count(res, `${user} read`)) continue
         const body = res.json()
+        if (ended === 'maybe' && body.authenticated !== true) {
+          loggedIn = false
+          laptop.cookie = undefined
+          continue
+        }
+        ended = 'no'
         if (body.authenticated !== true) tally.failures.push(`${user} was logged out at ${now()} ms`)
         else if (state !== undefined && body.state?.n !== state) tally.failures.push(`${user} read state ${JSON.stringify(body.state)}, wrote ${state}`)
       } else if (dice < 0.85) {
@@ -297,7 +309,10 @@ t.test('mixed traffic through HAProxy while a Galera node and an app instance ar
         state = count(await laptop.request('/session/state', { method: 'PUT', body: { n } }), `${user} write`) ? n : undefined
       } else if (dice < 0.93) {
         const old = laptop.cookie
-        if (!count(await laptop.request('/session/logout', { method: 'POST' }), `${user} logout`)) continue
+        if (!count(await laptop.request('/session/logout', { method: 'POST' }), `${user} logout`)) {
+          ended = 'maybe'
+          continue
+        }
         loggedIn = false
         const stale = new Client(stack.url)
         stale.cookie = old
@@ -306,7 +321,10 @@ t.test('mixed traffic through HAProxy while a Galera node and an app instance ar
       } else {
         if (!count(await loginAs(phone, user, password), `${user} phone login`)) continue
         const revoked = await phone.request('/session/all', { method: 'DELETE' })
-        if (!count(revoked, `${user} revoke`)) { state = undefined; continue }
+        if (!count(revoked, `${user} revoke`)) {
+          ended = 'maybe'
+          continue
+        }
         loggedIn = false
         const after = await laptop.request('/session')
         if (count(after, `${user} read after revocation`) && after.json().authenticated !== false) tally.failures.push(`${user}'s revocation did not stick at ${now()} ms`)
@@ -346,6 +364,7 @@ t.test('mixed traffic through HAProxy while a Galera node and an app instance ar
 
   for (const { at, what } of events) t.comment(`${(at / 1000).toFixed(1)} s: ${what}`)
   t.comment(`${tally.requests} requests: ${JSON.stringify(Object.fromEntries(tally.statuses))}`)
+  if (tally.unavailableWhat.length > 0) t.comment(`503s: ${tally.unavailableWhat.join('; ')}`)
   t.same(tally.failures, [], 'every answer 2xx (or 401 by design) or 503 with Retry-After; nobody logged out; every logout and revocation stuck')
   t.ok(tally.requests > 500, `${tally.requests} requests in the run`)
   // Every 503 near an event: a window opens at each event and lasts at most WINDOW_MS.

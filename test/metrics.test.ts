@@ -3,7 +3,7 @@ import t from 'tap'
 import { LIVE_SESSIONS_TTL_MS } from '../src/plugins/metrics.js'
 import { Client, build, countRows, httpRequest, listen, serve } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
-import { scrape } from './support/metrics.js'
+import { scrape, type Scrape } from './support/metrics.js'
 import { freePort } from './support/private-mariadb.js'
 
 const now = () => Math.floor(Date.now() / 1000)
@@ -105,7 +105,9 @@ t.test('GET /metrics creates no session and runs no session query', async (t) =>
   t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/)
   t.notOk(res.headers['set-cookie'], 'no cookie')
   const after = await scrape(base)
-  t.equal(after.storeQueries(), before.storeQueries(), 'no store operation at all (the count is cached), not even reading the session whose cookie came along')
+  // The store's own start-up work (claiming the keying lease, keying an upgraded table) may finish meanwhile.
+  const requestWork = (metrics: Scrape) => metrics.storeQueries() - metrics.storeQueries('cleanup lease') - metrics.storeQueries('key users')
+  t.equal(requestWork(after), requestWork(before), 'no store operation at all (the count is cached), not even reading the session whose cookie came along')
   t.equal(await countRows(db), 1, 'only the session the client made itself')
 })
 
