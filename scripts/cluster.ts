@@ -3,31 +3,24 @@
 import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { createServer } from 'node:net'
+import { MARIADBD } from '../test/support/private-mariadb.js'
+import { GALERA, findExecutable } from './cluster/galera.js'
 import { startClusterStack, type ClusterStack } from './cluster/stack.js'
 
 // What the cluster needs from Debian, and how each is recognised.
 const NEEDS: Array<{ pkg: string, present: () => boolean }> = [
-  { pkg: 'mariadb-server', present: () => ['/usr/sbin/mariadbd', '/usr/bin/mariadbd'].some(existsSync) },
-  { pkg: 'galera-4', present: () => existsSync('/usr/lib/galera/libgalera_smm.so') },
-  { pkg: 'rsync', present: () => onPath('rsync') },
-  { pkg: 'haproxy', present: () => onPath('haproxy') }
+  { pkg: 'mariadb-server', present: () => MARIADBD !== undefined },
+  { pkg: 'galera-4', present: () => existsSync(GALERA) },
+  { pkg: 'rsync', present: () => findExecutable('rsync') !== undefined },
+  { pkg: 'haproxy', present: () => findExecutable('haproxy') !== undefined }
 ]
-
-function onPath (command: string): boolean {
-  try {
-    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore', env: { PATH: `${process.env.PATH}:/usr/sbin:/sbin` } })
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** Installs what is missing when it can (root with apt-get), else says exactly what to run. */
 function ensurePackages (): void {
   const missing = NEEDS.filter((need) => !need.present()).map((need) => need.pkg)
   if (missing.length === 0) return
   const command = `apt-get install -y ${missing.join(' ')}`
-  if (process.getuid?.() !== 0 || !onPath('apt-get')) {
+  if (process.getuid?.() !== 0 || findExecutable('apt-get') === undefined) {
     throw new Error(`npm run cluster needs ${missing.join(', ')}: install with \`sudo ${command}\` (Debian/Ubuntu)`)
   }
   console.log(`installing ${missing.join(', ')} (${command})`)

@@ -9,10 +9,11 @@ import { startGaleraProxy } from '../scripts/cluster/haproxy.js'
 import { startClusterStack, DATABASE } from '../scripts/cluster/stack.js'
 import { loadConfig } from '../src/config/config.js'
 import { createMysqlStore } from '../src/session/mysql-store.js'
-import { Client, baseEnv, build, listen, type HttpResponse } from './helper.js'
+import { Client, baseEnv, build, listen, sameBrowserOn, type HttpResponse } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
 import { scrape } from './support/metrics.js'
 import { freePort } from './support/private-mariadb.js'
+import { sessionIdOf } from './support/signed-cookie.js'
 
 // Three Galera nodes, three server processes (instance i writes through node i first), HAProxy in
 // front, as `npm run cluster` starts them. First tight loops across instances (causal reads), then
@@ -33,18 +34,6 @@ t.teardown(() => stack.stop())
 const { password } = stack.accounts
 const started = Date.now()
 
-/** The session id a cookie carries (`sid=s%3A<id>.<signature>`). */
-function sessionIdOf (cookie: string | undefined): string {
-  const value = decodeURIComponent(String(cookie).split('=')[1] ?? '')
-  return value.slice(2, value.lastIndexOf('.'))
-}
-
-function on (base: string, client: Client): Client {
-  const other = new Client(base)
-  other.cookie = client.cookie
-  return other
-}
-
 t.test('what one instance answers, the next request through another instance sees: logins, states, revocations, logouts', async (t) => {
   const [a, b, c] = stack.instances.map((instance) => instance.url) as [string, string, string]
   const failures: string[] = []
@@ -53,16 +42,16 @@ t.test('what one instance answers, the next request through another instance see
     for (let round = 0; round < 15; round++) {
       const laptop = new Client(a)
       if ((await loginAs(laptop, user, password)).status !== 200) failures.push(`${user} round ${round}: login on A failed`)
-      if ((await on(b, laptop).request('/session')).json().authenticated !== true) failures.push(`${user} round ${round}: B did not see the login on A`)
-      await on(b, laptop).request('/session/state', { method: 'PUT', body: { round } })
-      if ((await on(c, laptop).request('/session')).json().state?.round !== round) failures.push(`${user} round ${round}: C did not see the state written on B`)
+      if ((await sameBrowserOn(b, laptop).request('/session')).json().authenticated !== true) failures.push(`${user} round ${round}: B did not see the login on A`)
+      await sameBrowserOn(b, laptop).request('/session/state', { method: 'PUT', body: { round } })
+      if ((await sameBrowserOn(c, laptop).request('/session')).json().state?.round !== round) failures.push(`${user} round ${round}: C did not see the state written on B`)
       const phone = new Client(c)
       await loginAs(phone, user, password)
       const revoked = await phone.request('/session/all', { method: 'DELETE' })
       if (revoked.json().revoked !== 1) failures.push(`${user} round ${round}: the revocation on C ended ${revoked.body}`)
-      if ((await on(a, laptop).request('/session')).json().authenticated !== false) failures.push(`${user} round ${round}: A still saw the session revoked on C`)
+      if ((await sameBrowserOn(a, laptop).request('/session')).json().authenticated !== false) failures.push(`${user} round ${round}: A still saw the session revoked on C`)
       const old = phone.cookie
-      if ((await on(b, phone).request('/session/logout', { method: 'POST' })).status !== 204) failures.push(`${user} round ${round}: logout on B failed`)
+      if ((await sameBrowserOn(b, phone).request('/session/logout', { method: 'POST' })).status !== 204) failures.push(`${user} round ${round}: logout on B failed`)
       const stale = new Client(a)
       stale.cookie = old
       if ((await stale.request('/session')).json().authenticated !== false) failures.push(`${user} round ${round}: A still saw the session logged out on B`)
@@ -94,7 +83,7 @@ t.test('a node that is not Synced, or not in the primary component, gets no quer
   t.equal((await loginAs(client, users[WORKERS] as string, password)).status, 200)
   const selectsOnNode1 = async () => Number(await statusOf(admin, 'Com_select'))
   const readThrough = async () => {
-    const answers = await Promise.all(Array.from({ length: 30 }, () => on(instance1.url, client).request('/session')))
+    const answers = await Promise.all(Array.from({ length: 30 }, () => sameBrowserOn(instance1.url, client).request('/session')))
     return answers.map((res) => `${res.status} ${res.json().authenticated}`)
   }
   const everyRead = Array.from({ length: 30 }, () => '200 true')
@@ -169,14 +158,14 @@ t.test('two nodes writing one session at once: a certification conflict is retri
   const since = [a.output.length, b.output.length]
   const statuses: number[] = []
   for (let round = 0; round < 40; round++) {
-    const answers = await Promise.all([a, b].map((instance, side) => on(instance.url, client).request('/session/state', { method: 'PUT', body: { round, side } })))
+    const answers = await Promise.all([a, b].map((instance, side) => sameBrowserOn(instance.url, client).request('/session/state', { method: 'PUT', body: { round, side } })))
     statuses.push(...answers.map((res) => res.status))
   }
   const retries = [a, b].reduce((sum, instance, i) => sum + instance.output.slice(since[i]).filter((line) => line.includes('retrying a database operation once')).length, 0)
   t.comment(`${retries} statements retried after a conflict; answers ${JSON.stringify(Object.fromEntries(statuses.map((status) => [status, statuses.filter((other) => other === status).length])))}`)
   t.same(statuses.filter((status) => status !== 200 && status !== 503), [], 'every answer 200, or 503 with Retry-After if the retry conflicted too')
   t.ok(statuses.filter((status) => status === 200).length >= statuses.length * 0.9, 'nearly all 200')
-  const state = (await on(a.url, client).request('/session')).json().state
+  const state = (await sameBrowserOn(a.url, client).request('/session')).json().state
   t.equal(state?.round, 39, 'the last round\'s write is the state, whichever side won')
 })
 
@@ -287,7 +276,7 @@ t.test('mixed traffic through HAProxy while a Galera node and an app instance ar
         if (count(await loginAs(laptop, user, password), `${user} login`)) {
           loggedIn = true
           state = undefined
-          if (nodeAway) tally.writtenWhileAway.add(sessionIdOf(laptop.cookie))
+          if (nodeAway) tally.writtenWhileAway.add(sessionIdOf(laptop.cookie) as string)
         }
         continue
       }
@@ -380,7 +369,7 @@ t.test('mixed traffic through HAProxy while a Galera node and an app instance ar
   // The rejoined node has the sessions logged in while it was away, and serves them.
   t.ok(tally.writtenWhileAway.size > 0, `${tally.writtenWhileAway.size} logins of the traffic while node 2 was away`)
   t.equal(witnesses.length, 5, 'five more logins while node 2 was away, kept to the end')
-  const ids = [...tally.writtenWhileAway, ...witnesses.map((witness) => sessionIdOf(witness.cookie))]
+  const ids = [...tally.writtenWhileAway, ...witnesses.map((witness) => sessionIdOf(witness.cookie) as string)]
   const sessionsOn = async (node: number) => {
     const connection = await createConnection({ uri: stack.cluster.rootUrl(node), database: DATABASE })
     const [rows] = await connection.query<RowDataPacket[]>('SELECT session_id FROM sessions WHERE session_id IN (?)', [ids])
@@ -393,7 +382,7 @@ t.test('mixed traffic through HAProxy while a Galera node and an app instance ar
   const instance2 = stack.instances[1] as typeof stack.instances[0]
   const back = instance2.output.some((line) => line.includes('database node is usable again') && line.includes(`:${node2.sqlPort}`))
   t.ok(back, 'instance 2 logged that node 2 is usable again')
-  const answers = await Promise.all(witnesses.map((witness) => on(instance2.url, witness).request('/session')))
+  const answers = await Promise.all(witnesses.map((witness) => sameBrowserOn(instance2.url, witness).request('/session')))
   t.same(answers.map((res) => res.json().authenticated), witnesses.map(() => true), 'and serves, from node 2, the sessions written while node 2 was away')
 })
 

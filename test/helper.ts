@@ -175,6 +175,13 @@ export class Client {
   }
 }
 
+/** A client of another server (another instance behind the same balancer) that sends the cookie `client` holds. */
+export function sameBrowserOn (base: string, client: Client): Client {
+  const other = new Client(base)
+  other.cookie = client.cookie
+  return other
+}
+
 /** Listens on a free loopback port; returns the base URL. */
 export async function listen (app: FastifyInstance, host = '127.0.0.1'): Promise<string> {
   await app.listen({ host, port: 0 })

@@ -3,7 +3,7 @@ import type { RowDataPacket } from 'mysql2/promise'
 import t from 'tap'
 import { LEASE_TABLE } from '../src/session/lease.js'
 import { maintenanceLeaseName } from '../src/session/mysql-store.js'
-import { Client, baseEnv, createTestDatabase } from './helper.js'
+import { Client, baseEnv, createTestDatabase, sameBrowserOn } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
 import { scrape, type Scrape } from './support/metrics.js'
 import { freePort } from './support/private-mariadb.js'
@@ -34,13 +34,6 @@ async function instance (): Promise<string> {
 }
 
 const [a, b] = await Promise.all([instance(), instance()])
-
-/** A client of B that sends the cookie a client of A holds. */
-function sameBrowserOn (base: string, client: Client): Client {
-  const other = new Client(base)
-  other.cookie = client.cookie
-  return other
-}
 
 const rows = async (where: string, values: unknown[] = []) => {
   const [[row]] = await db.pool.query<RowDataPacket[]>(`SELECT COUNT(*) AS n FROM sessions WHERE ${where}`, values)

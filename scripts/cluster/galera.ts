@@ -6,17 +6,18 @@ import {
   chownSync, chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync,
   readdirSync, rmSync, statSync, writeFileSync
 } from 'node:fs'
-import { createServer } from 'node:net'
+import { get } from 'node:http'
 import { constants, tmpdir, userInfo } from 'node:os'
-import { join } from 'node:path'
+import { delimiter, join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { createConnection, type RowDataPacket } from 'mysql2/promise'
+import { MARIADBD, freePort } from '../../test/support/private-mariadb.js'
 
 const execFileAsync = promisify(execFile)
 
 export const DEPLOY_DIR = new URL('../../deploy/', import.meta.url).pathname
-const MARIADBD = ['/usr/sbin/mariadbd', '/usr/bin/mariadbd'].find((path) => existsSync(path))
-const GALERA = '/usr/lib/galera/libgalera_smm.so'
+export const GALERA = '/usr/lib/galera/libgalera_smm.so'
 
 export interface GaleraNode {
   readonly name: string
@@ -95,17 +96,21 @@ export function removeTempDir (dir: string): void {
 
 // ---- small helpers ----
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+/** Where `name` is installed: PATH, and the sbin directories a non-root PATH often lacks. */
+export function findExecutable (name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/sbin', '/usr/local/sbin']
+  return dirs.map((dir) => join(dir, name)).find((path) => existsSync(path))
+}
 
-export function freePort (): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0))
+/** The status `url` answers with, or undefined when nothing answers within `timeoutMs`. */
+export function httpStatus (url: string, timeoutMs = 5000): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    const req = get(url, { timeout: timeoutMs }, (response) => {
+      response.resume()
+      resolve(response.statusCode)
     })
+    req.once('error', () => resolve(undefined))
+    req.once('timeout', () => req.destroy())
   })
 }
 

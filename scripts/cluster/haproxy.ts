@@ -3,15 +3,16 @@
 // deploy/galera-check.mjs as the per-node health check). Same cleanup guarantees as galera.ts:
 // children die with this process, temp dirs are removed.
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs'
-import { request } from 'node:http'
+import { closeSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
-import { delimiter, join } from 'node:path'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import {
-  DEPLOY_DIR, exited, freePort, makeTempDir, removeTempDir, render, signalGroup, sleep, tail, track,
+  DEPLOY_DIR, exited, findExecutable, httpStatus, makeTempDir, removeTempDir, render, signalGroup, tail, track,
   waitExit, type GaleraCluster
 } from './galera.js'
+import { freePort } from '../../test/support/private-mariadb.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -20,8 +21,7 @@ export interface Backend { host: string, port: number, checkPort?: number }
 export interface Service { readonly port: number, stop(): Promise<void> }
 
 function findHaproxy (): string {
-  const dirs = [...(process.env.PATH ?? '').split(delimiter), '/usr/sbin', '/usr/local/sbin']
-  const found = dirs.map((dir) => join(dir, 'haproxy')).find((path) => existsSync(path))
+  const found = findExecutable('haproxy')
   if (!found) throw new Error('haproxy is not installed: install it with `apt-get install -y haproxy`')
   return found
 }
@@ -64,18 +64,11 @@ async function stopChild (child: ChildProcess): Promise<void> {
   clearTimeout(timer)
 }
 
-export async function startHaproxy (options: { config: 'app' | 'galera', port?: number, backends: Backend[] }): Promise<Service> {
-  const haproxy = findHaproxy()
-  const port = options.port ?? await freePort()
-  const dir = makeTempDir(`haproxy-${options.config}-`)
-  const file = join(dir, 'haproxy.cfg')
-  const template = readFileSync(join(DEPLOY_DIR, `haproxy-${options.config}.cfg`), 'utf8')
-  writeFileSync(file, render(template, { PORT: port, SERVERS: serverLines(options.config, options.backends), DEPLOY: DEPLOY_DIR.replace(/\/$/, '') }))
+/** A long-running child started in a temporary directory of its own: stopping it removes the directory. */
+async function serviceInTempDir (prefix: string, port: number, start: (dir: string) => Promise<ChildProcess>): Promise<Service> {
+  const dir = makeTempDir(prefix)
   try {
-    // -c first: a config error reads better than a child that exits at once.
-    await execFileAsync(haproxy, ['-c', '-f', file])
-    // -db: foreground, no daemon, so the child is HAProxy itself and dies with its group.
-    const child = await launch(haproxy, ['-f', file, '-db'], join(dir, 'haproxy.log'), () => acceptsConnections(port))
+    const child = await start(dir)
     return {
       port,
       stop: async () => {
@@ -89,37 +82,27 @@ export async function startHaproxy (options: { config: 'app' | 'galera', port?: 
   }
 }
 
-function answersHttp (port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = request({ host: '127.0.0.1', port, path: '/', timeout: 5000 }, (response) => {
-      response.resume()
-      resolve(true)
-    })
-    req.once('error', () => resolve(false))
-    req.once('timeout', () => req.destroy())
-    req.end()
+export async function startHaproxy (options: { config: 'app' | 'galera', port?: number, backends: Backend[] }): Promise<Service> {
+  const haproxy = findHaproxy()
+  const port = options.port ?? await freePort()
+  return await serviceInTempDir(`haproxy-${options.config}-`, port, async (dir) => {
+    const file = join(dir, 'haproxy.cfg')
+    const template = readFileSync(join(DEPLOY_DIR, `haproxy-${options.config}.cfg`), 'utf8')
+    writeFileSync(file, render(template, { PORT: port, SERVERS: serverLines(options.config, options.backends), DEPLOY: DEPLOY_DIR.replace(/\/$/, '') }))
+    // -c first: a config error reads better than a child that exits at once.
+    await execFileAsync(haproxy, ['-c', '-f', file])
+    // -db: foreground, no daemon, so the child is HAProxy itself and dies with its group.
+    return await launch(haproxy, ['-f', file, '-db'], join(dir, 'haproxy.log'), () => acceptsConnections(port))
   })
 }
 
 /** deploy/galera-check.mjs for the node on `sqlPort` (root without password, as in galera.ts). */
 export async function startGaleraCheck (options: { sqlPort: number, port?: number }): Promise<Service> {
   const port = options.port ?? await freePort()
-  const dir = makeTempDir('galera-check-')
-  try {
-    const child = await launch(process.execPath, [
-      join(DEPLOY_DIR, 'galera-check.mjs'), '--port', String(port), '--mysql-port', String(options.sqlPort)
-    ], join(dir, 'check.log'), () => answersHttp(port))
-    return {
-      port,
-      stop: async () => {
-        await stopChild(child)
-        removeTempDir(dir)
-      }
-    }
-  } catch (error) {
-    removeTempDir(dir)
-    throw error
-  }
+  // Up once it answers at all: 503 is its answer for a node that is not Synced.
+  return await serviceInTempDir('galera-check-', port, (dir) => launch(process.execPath, [
+    join(DEPLOY_DIR, 'galera-check.mjs'), '--port', String(port), '--mysql-port', String(options.sqlPort)
+  ], join(dir, 'check.log'), async () => (await httpStatus(`http://127.0.0.1:${port}/`)) !== undefined))
 }
 
 /** haproxy-galera in front of every node of `cluster`, each with its galera-check. */

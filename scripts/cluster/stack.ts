@@ -3,12 +3,13 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { appendFileSync, writeFileSync } from 'node:fs'
-import { get } from 'node:http'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { hash } from '@node-rs/bcrypt'
 import { createConnection } from 'mysql2/promise'
-import { freePort, makeTempDir, removeTempDir, signalGroup, sleep, startGaleraCluster, track, waitExit, type GaleraCluster } from './galera.js'
+import { httpStatus, makeTempDir, removeTempDir, signalGroup, startGaleraCluster, track, waitExit, type GaleraCluster } from './galera.js'
 import { startHaproxy, type Service } from './haproxy.js'
+import { freePort } from '../../test/support/private-mariadb.js'
 
 const serverEntry = new URL('../../src/server.ts', import.meta.url).pathname
 const tsxLoader = import.meta.resolve('tsx')
@@ -166,7 +167,7 @@ function appInstance (name: string, port: number, logFile: string, keepOutput: b
       })
       // Up when it answers, whatever its LOG_LEVEL prints.
       const deadline = Date.now() + 60000
-      while (!(await answers(`http://127.0.0.1:${port}/health/live`))) {
+      while ((await httpStatus(`http://127.0.0.1:${port}/health/live`, 1000)) !== 200) {
         if (started.exitCode !== null || started.signalCode !== null) throw new Error(`${name} exited with ${started.exitCode ?? started.signalCode} before listening: ${stderr.slice(-2000)}`)
         if (Date.now() > deadline) {
           signalGroup(started, 'SIGKILL')
@@ -176,15 +177,4 @@ function appInstance (name: string, port: number, logFile: string, keepOutput: b
       }
     }
   }
-}
-
-function answers (url: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const req = get(url, { timeout: 1000 }, (res) => {
-      res.resume()
-      resolve(res.statusCode === 200)
-    })
-    req.once('error', () => resolve(false))
-    req.once('timeout', () => req.destroy())
-  })
 }

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { escapeId, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
+import { isConflict } from './store-errors.js'
 
 /**
  * Where instances agree on who runs the maintenance (the expired-row cleanup, the keying of an
@@ -10,7 +11,8 @@ import { escapeId, type PoolConnection, type ResultSetHeader, type RowDataPacket
  */
 export const LEASE_TABLE = 'session_leases'
 
-const ER_LOCK_DEADLOCK = 1213
+// The database's clock in ms: every instance, whatever its own clock, compares the same times.
+const DATABASE_NOW_MS = 'ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000)'
 
 export const LEASE_TABLE_DDL = `CREATE TABLE IF NOT EXISTS ${escapeId(LEASE_TABLE)} (
     name varchar(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
@@ -20,8 +22,8 @@ export const LEASE_TABLE_DDL = `CREATE TABLE IF NOT EXISTS ${escapeId(LEASE_TABL
     PRIMARY KEY (name)
   ) ENGINE=InnoDB`
 
-/** What a lease statement needs of a connection (a mysql2 promise connection or pool). */
-export type LeaseConnection = Pick<PoolConnection, 'query'>
+/** What a schema or lease statement needs of a connection (a mysql2 promise connection or pool). */
+export type Queryable = Pick<PoolConnection, 'query'>
 
 /**
  * One named lease, claimed per interval: whoever claims the interval that starts at `slot` first
@@ -41,8 +43,8 @@ export class Lease {
    * database's, so the instances' clocks need not agree; a slot further in the future than the
    * lease lasts was written by a wrong clock and is claimed over.
    */
-  async claim (connection: LeaseConnection, intervalMs?: number): Promise<number | undefined> {
-    const [[clock]] = await connection.query<RowDataPacket[]>('SELECT ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) AS now')
+  async claim (connection: Queryable, intervalMs?: number): Promise<number | undefined> {
+    const [[clock]] = await connection.query<RowDataPacket[]>(`SELECT ${DATABASE_NOW_MS} AS now`)
     const now = Number(clock?.now)
     const slot = intervalMs ? now - (now % intervalMs) : now
     try {
@@ -57,21 +59,21 @@ export class Lease {
       return created.affectedRows === 1 ? slot : undefined
     } catch (error) {
       // Another node's claim of the same row certified first.
-      if ((error as { errno?: number }).errno === ER_LOCK_DEADLOCK) return undefined
+      if (isConflict(error)) return undefined
       throw error
     }
   }
 
   /** Extends a claim still held (a long cleanup between batches); false if it was lost. */
-  async renew (connection: LeaseConnection, slot: number): Promise<boolean> {
+  async renew (connection: Queryable, slot: number): Promise<boolean> {
     const [renewed] = await connection.query<ResultSetHeader>(
-      `UPDATE ${this.table} SET held_until = ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) + ? WHERE name = ? AND holder = ? AND slot = ?`,
+      `UPDATE ${this.table} SET held_until = ${DATABASE_NOW_MS} + ? WHERE name = ? AND holder = ? AND slot = ?`,
       [this.heldForMs, this.name, this.holder, slot])
     return renewed.affectedRows === 1
   }
 
   /** Frees the lease for the next interval's claim (the interval itself stays claimed). */
-  async release (connection: LeaseConnection, slot: number): Promise<void> {
+  async release (connection: Queryable, slot: number): Promise<void> {
     await connection.query(`UPDATE ${this.table} SET held_until = 0 WHERE name = ? AND holder = ? AND slot = ?`, [this.name, this.holder, slot])
   }
 }

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Pool as CorePool, PoolConnection as CoreConnection, QueryError } from 'mysql2'
 import { createConnection, createPool, type Connection, type Pool, type RowDataPacket } from 'mysql2/promise'
 import { databaseEndpoints, type Config, type DatabaseEndpoint } from '../config/config.js'
+import { isConflict } from './store-errors.js'
 
 /**
  * How long any request may wait for the database before it is answered 503. The contract allows
@@ -27,18 +28,10 @@ const NODE_STATE_ERRNOS = new Set([
 // The connection, not the node, failed: a fresh one may succeed (or, if the node is gone, fails
 // to connect, which leaves the node).
 const ER_CONNECTION_KILLED = 1927
-// A Galera certification conflict (two nodes wrote one row at once) or an InnoDB deadlock: the
-// transaction was rolled back and may be run again.
-const ER_LOCK_DEADLOCK = 1213
 
 /** The statement failed because of where it ran (the node, the connection, a conflict), not what it is: once more may succeed. */
 export function isRetryable (error: unknown): boolean {
   return isNodeFailure(error) || isConflict(error)
-}
-
-/** The database rolled the statement back (a certification conflict or a deadlock): it did nothing. */
-export function isConflict (error: unknown): boolean {
-  return (error as { errno?: number } | undefined)?.errno === ER_LOCK_DEADLOCK
 }
 
 function isNodeFailure (error: unknown): boolean {
@@ -60,8 +53,8 @@ class DatabaseNode {
   problem = ''
   /** Whether a check has answered yet (with several hosts). */
   checked = false
-  /** wsrep_on, learnt from the node's first connection (or its first check). */
-  galera: boolean | undefined
+  /** wsrep_on, asked once, on whichever connection (a pooled one or the check's) comes first. */
+  private wsrep: Promise<boolean> | undefined
   private readonly prepared = new WeakSet<CoreConnection>()
 
   constructor (readonly endpoint: DatabaseEndpoint, config: Config) {
@@ -84,8 +77,7 @@ class DatabaseNode {
     })
     if (this.prepared.has(connection)) return connection
     try {
-      this.galera ??= await wsrepOn(connection.promise())
-      const causal = this.galera ? ', wsrep_sync_wait = 1' : ''
+      const causal = await this.isGalera(connection.promise()) ? ', wsrep_sync_wait = 1' : ''
       await connection.promise().query(`SET SESSION lock_wait_timeout = ${LOCK_WAIT_SECONDS}, innodb_lock_wait_timeout = ${LOCK_WAIT_SECONDS}${causal}`)
     } catch (error) {
       connection.destroy()
@@ -93,6 +85,20 @@ class DatabaseNode {
     }
     this.prepared.add(connection)
     return connection
+  }
+
+  /** Whether wsrep is on, asked on `connection` unless it is known or being asked already. */
+  isGalera (connection: Pick<Connection, 'query'>): Promise<boolean> {
+    this.wsrep ??= wsrepOn(connection).catch((error: unknown) => {
+      this.wsrep = undefined
+      throw error
+    })
+    return this.wsrep
+  }
+
+  /** The node went away: what comes back on its address may be another server. */
+  forgetServer (): void {
+    this.wsrep = undefined
   }
 }
 
@@ -242,8 +248,7 @@ class NodeChecker {
         sql: "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_local_state', 'wsrep_local_state_comment', 'wsrep_cluster_status', 'wsrep_ready')",
         timeout: Math.max(this.intervalMs, 1000)
       })
-      node.galera ??= await wsrepOn(connection)
-      if (!node.galera) return undefined
+      if (!(await node.isGalera(connection))) return undefined
       const status = Object.fromEntries(rows.map((row) => [String(row.Variable_name).toLowerCase(), String(row.Value)]))
       if (status.wsrep_cluster_status !== 'Primary') return `not in the primary component (${status.wsrep_cluster_status ?? 'unknown'})`
       if (status.wsrep_local_state !== '4') return `not Synced (${status.wsrep_local_state_comment ?? 'unknown'})`
@@ -252,8 +257,7 @@ class NodeChecker {
     } catch (error) {
       this.connections.delete(node)
       connection?.destroy()
-      // A node that comes back may be another server: learn wsrep_on again.
-      node.galera = undefined
+      node.forgetServer()
       return describe(error)
     }
   }

@@ -12,6 +12,15 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+// A Galera certification conflict (two nodes wrote one row at once) or an InnoDB deadlock: the
+// transaction was rolled back and may be run again.
+const ER_LOCK_DEADLOCK = 1213
+
+/** The database rolled the statement back (a certification conflict or a deadlock): it did nothing. */
+export function isConflict (error: unknown): boolean {
+  return (error as { errno?: number } | undefined)?.errno === ER_LOCK_DEADLOCK
+}
+
 /** Tells work running under `withDeadline` whether its caller has stopped waiting. */
 export interface Deadline {
   readonly passed: boolean

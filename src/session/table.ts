@@ -1,7 +1,5 @@
-import { escapeId, type PoolConnection, type RowDataPacket } from 'mysql2/promise'
-import { LEASE_TABLE_DDL } from './lease.js'
-
-type Queryable = Pick<PoolConnection, 'query'>
+import { escapeId, type RowDataPacket } from 'mysql2/promise'
+import { LEASE_TABLE_DDL, type Queryable } from './lease.js'
 
 const ER_DUP_FIELDNAME = 1060
 const ER_DUP_KEYNAME = 1061
@@ -19,10 +17,10 @@ const USER_KEY_COLUMN = 'user_key char(43) CHARACTER SET ascii COLLATE ascii_bin
  * Creates the session table, or upgrades one that express-mysql-session (or an earlier version of
  * this project) created, so both run on the same rows: its columns unchanged, plus an index on
  * `expires` for the batched cleanup and an indexed `user_key` column; and the maintenance leases'
- * table (lease.ts). Only DDL, so it is quick
- * whatever the table holds; existing rows are keyed in the background. Safe to run again and from
- * several processes at once: each step checks first, and a step another process has just done is
- * taken as done.
+ * table (lease.ts). Only DDL, so it is quick whatever the table holds; existing rows are keyed in
+ * the background. Safe to run again and from several processes at once (on a Galera cluster too,
+ * where DDL runs in total order): each step checks first, and a step another process has just
+ * done is taken as done.
  *
  * An earlier version's generated `user_name` column (JSON_VALUE over the data) is left in place,
  * unused, so instances of that version keep working during a rolling upgrade; drop it once none
