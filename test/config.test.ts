@@ -14,6 +14,8 @@ const productionOk: Env = {
   ...database
 }
 
+const sso: Env = { OIDC_ISSUER: 'https://sso.example/realms/main', OIDC_CLIENT_ID: 'app', OIDC_CLIENT_SECRET: 'client-secret', PUBLIC_URL: 'https://app.example' }
+
 // One row per rule: the variables, and the exact line the process prints before it exits 1.
 const badValues: Array<[string, Env, string]> = [
   ['database port not a number', { SESSION_PORT: 'abc' }, 'SESSION_PORT must be an integer 1-65535'],
@@ -64,7 +66,19 @@ const badValues: Array<[string, Env, string]> = [
   ['metrics port zero', { METRICS: '0' }, 'METRICS must be on, off or a port number 1-65535'],
   ['metrics port too large', { METRICS: '65536' }, 'METRICS must be on, off or a port number 1-65535'],
   ['metrics on the main port', { PORT: '9100', METRICS: '9100' }, 'METRICS must be another port than PORT (or on, to serve /metrics on PORT)'],
-  ['CORS origin with a path', { CORS_ORIGINS: 'http://localhost:5173/app' }, 'CORS_ORIGINS must list origins such as https://app.example.com (got an entry that is not one)']
+  ['CORS origin with a path', { CORS_ORIGINS: 'http://localhost:5173/app' }, 'CORS_ORIGINS must list origins such as https://app.example.com (got an entry that is not one)'],
+  ['an issuer that is no URL', { ...sso, OIDC_ISSUER: 'keycloak' }, 'OIDC_ISSUER must be an http(s) URL such as https://sso.example/realms/main'],
+  ['an issuer over plain HTTP on the network', { ...sso, OIDC_ISSUER: 'http://sso.example/realms/main' }, 'OIDC_ISSUER must be https (plain http only for a provider on 127.0.0.1, ::1 or localhost)'],
+  ['an issuer without a client id', { ...sso, OIDC_CLIENT_ID: undefined }, 'OIDC_CLIENT_ID is required when OIDC_ISSUER is set'],
+  ['an issuer without a client secret', { ...sso, OIDC_CLIENT_SECRET: undefined }, 'OIDC_CLIENT_SECRET is required when OIDC_ISSUER is set'],
+  ['an issuer without a public URL', { ...sso, PUBLIC_URL: undefined }, 'PUBLIC_URL is required when OIDC_ISSUER is set (the provider redirects to PUBLIC_URL/auth/callback)'],
+  ['a client id without an issuer', { ...sso, OIDC_ISSUER: undefined }, 'OIDC_CLIENT_ID is set but OIDC_ISSUER is not: set OIDC_ISSUER to turn single sign-on on'],
+  ['a public URL with a path', { ...sso, PUBLIC_URL: 'https://app.example/app' }, 'PUBLIC_URL must be the base URL people open, such as https://app.example (scheme, host and port only)'],
+  ['a public URL that is no URL', { ...sso, PUBLIC_URL: 'app.example' }, 'PUBLIC_URL must be the base URL people open, such as https://app.example (scheme, host and port only)'],
+  ['a plain-HTTP public URL in production', { ...productionOk, ...sso, PUBLIC_URL: 'http://app.example' }, 'PUBLIC_URL must be https when NODE_ENV=production'],
+  ['scopes without openid', { ...sso, OIDC_SCOPES: 'profile email' }, 'OIDC_SCOPES must include openid'],
+  ['scopes with two spaces', { ...sso, OIDC_SCOPES: 'openid  email' }, 'OIDC_SCOPES must be scopes separated by single spaces, such as "openid profile email"'],
+  ['SameSite=Strict with SSO', { ...sso, SESSION_COOKIE_SAMESITE: 'strict' }, 'SESSION_COOKIE_SAMESITE=strict keeps the session cookie off the provider\'s redirect to /auth/callback: use lax (the default) with OIDC_ISSUER']
 ]
 
 t.test('every bad value stops start-up with a message naming the variable', async (t) => {
@@ -194,6 +208,15 @@ t.test('the app uses the values it validated', async (t) => {
   await app.ready()
   t.equal(app.sessionConfig.SESSION_TABLE, 'my_sessions')
   t.equal(app.sessionConfig.PORT, 1234)
+})
+
+t.test('single sign-on settings that are accepted', async (t) => {
+  const { config } = loadConfig({ ...productionOk, ...sso, PUBLIC_URL: 'https://app.example/' })
+  t.equal(config.PUBLIC_URL, 'https://app.example', 'a trailing slash is dropped')
+  t.equal(config.OIDC_SCOPES, 'openid profile email', 'the default scopes')
+  for (const issuer of ['http://127.0.0.1:9010', 'http://localhost:8080/realms/dev', 'http://[::1]:9010']) {
+    t.doesNotThrow(() => loadConfig({ ...sso, OIDC_ISSUER: issuer }), `a provider on this machine over plain HTTP: ${issuer}`)
+  }
 })
 
 t.test('.env.example lists every variable, each under a comment, with its default', async (t) => {

@@ -219,20 +219,61 @@ export function finalizeConfig (config: Config): string[] {
   for (const origin of splitList(config.CORS_ORIGINS)) {
     if (!isOrigin(origin)) throw new ConfigError('CORS_ORIGINS must list origins such as https://app.example.com (got an entry that is not one)')
   }
+  checkSingleSignOn(config)
   return warnings
+}
+
+/** SSO is on with OIDC_ISSUER; then the client and the public URL the provider redirects to are needed. */
+function checkSingleSignOn (config: Config): void {
+  const production = config.NODE_ENV === 'production'
+  if (config.PUBLIC_URL !== undefined) {
+    if (!isOrigin(config.PUBLIC_URL.replace(/\/$/, ''))) {
+      throw new ConfigError('PUBLIC_URL must be the base URL people open, such as https://app.example (scheme, host and port only)')
+    }
+    config.PUBLIC_URL = config.PUBLIC_URL.replace(/\/$/, '')
+    if (production && !config.PUBLIC_URL.startsWith('https:')) throw new ConfigError('PUBLIC_URL must be https when NODE_ENV=production')
+  }
+  if (config.OIDC_ISSUER === undefined) {
+    const stray = (['OIDC_CLIENT_ID', 'OIDC_CLIENT_SECRET'] as const).find((name) => config[name] !== undefined)
+    if (stray) throw new ConfigError(`${stray} is set but OIDC_ISSUER is not: set OIDC_ISSUER to turn single sign-on on`)
+    return
+  }
+  if (!isHttpUrl(config.OIDC_ISSUER)) throw new ConfigError('OIDC_ISSUER must be an http(s) URL such as https://sso.example/realms/main')
+  // Tokens cross this connection: plain HTTP only to a provider on this machine (development, tests).
+  if (!config.OIDC_ISSUER.startsWith('https:') && !isLoopbackUrl(config.OIDC_ISSUER)) {
+    throw new ConfigError('OIDC_ISSUER must be https (plain http only for a provider on 127.0.0.1, ::1 or localhost)')
+  }
+  if (config.OIDC_CLIENT_ID === undefined) throw new ConfigError('OIDC_CLIENT_ID is required when OIDC_ISSUER is set')
+  if (config.OIDC_CLIENT_SECRET === undefined) throw new ConfigError('OIDC_CLIENT_SECRET is required when OIDC_ISSUER is set')
+  if (config.PUBLIC_URL === undefined) throw new ConfigError('PUBLIC_URL is required when OIDC_ISSUER is set (the provider redirects to PUBLIC_URL/auth/callback)')
+  if (!config.OIDC_SCOPES.split(' ').includes('openid')) throw new ConfigError('OIDC_SCOPES must include openid')
+  // The provider's redirect back is a cross-site navigation: a Strict cookie stays home, and the
+  // callback would never find the login it completes.
+  if (config.SESSION_COOKIE_SAMESITE === 'strict') {
+    throw new ConfigError('SESSION_COOKIE_SAMESITE=strict keeps the session cookie off the provider\'s redirect to /auth/callback: use lax (the default) with OIDC_ISSUER')
+  }
+}
+
+function isLoopbackUrl (value: string): boolean {
+  const host = new URL(value).hostname
+  return host === 'localhost' || host === '[::1]' || /^127(?:\.\d{1,3}){3}$/.test(host)
 }
 
 function isSampleSecret (secret: string): boolean {
   return SAMPLE_SECRETS.has(secret.trim().toLowerCase())
 }
 
-function isOrigin (value: string): boolean {
+function isHttpUrl (value: string): boolean {
   try {
-    const url = new URL(value)
-    return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value
+    const { protocol } = new URL(value)
+    return protocol === 'http:' || protocol === 'https:'
   } catch {
     return false
   }
+}
+
+function isOrigin (value: string): boolean {
+  return isHttpUrl(value) && new URL(value).origin === value
 }
 
 /**

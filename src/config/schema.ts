@@ -74,6 +74,18 @@ export const configSchema = Type.Object({
   CORS_ORIGINS: Type.String({ default: '', errorMessage: 'must be a comma-separated list of origins' }),
   AUTH_USERS_FILE: optional(Type.String({ errorMessage: 'must be a file path' })),
 
+  // Single sign-on (OpenID Connect): off unless OIDC_ISSUER is set; the rules that tie these
+  // together (a client with an issuer, an https PUBLIC_URL in production) are in finalizeConfig.
+  PUBLIC_URL: optional(Type.String({ errorMessage: 'must be a URL such as https://app.example' })),
+  OIDC_ISSUER: optional(Type.String({ errorMessage: 'must be the provider\'s issuer URL' })),
+  OIDC_CLIENT_ID: optional(Type.String({ minLength: 1, errorMessage: 'must be the client id registered at the provider' })),
+  OIDC_CLIENT_SECRET: optional(Type.String({ minLength: 1, errorMessage: 'must be the client secret registered at the provider' })),
+  OIDC_SCOPES: Type.String({
+    pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]+( [\\x21\\x23-\\x5B\\x5D-\\x7E]+)*$',
+    default: 'openid profile email',
+    errorMessage: 'must be scopes separated by single spaces, such as "openid profile email"'
+  }),
+
   // on: GET /metrics on PORT; off: no such route; a port: its own listener there (HOST too), so
   // the metrics can be kept off the port the public reaches.
   METRICS: Type.String({
