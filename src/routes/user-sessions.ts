@@ -1,5 +1,6 @@
 import { withUser, type AuthenticatedScope } from '../auth/require-user.js'
 import { sessionHandle } from '../session/handles.js'
+import { destroySession } from '../session/managed-store.js'
 import { metricsOf } from '../plugins/metrics.js'
 import { summarizeSessions } from '../session/summaries.js'
 import { errorBody } from './schemas.js'
@@ -51,7 +52,7 @@ export default withUser(async function userSessionRoutes (fastify: Authenticated
     if (target.id === request.raw.sessionID) {
       await endCurrentSession(request, reply, config)
     } else {
-      await new Promise<void>((resolve, reject) => sessionStore.destroy(target.id, (error) => error ? reject(error) : resolve()))
+      await destroySession(sessionStore, target.id)
     }
     metrics?.sessionsRevoked('revoke_one', 1)
     return reply.code(204).send()

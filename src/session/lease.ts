@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { escapeId, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 import { isConflict } from './store-errors.js'
@@ -76,4 +76,30 @@ export class Lease {
   async release (connection: Queryable, slot: number): Promise<void> {
     await connection.query(`UPDATE ${this.table} SET held_until = 0 WHERE name = ? AND holder = ? AND slot = ?`, [this.name, this.holder, slot])
   }
+}
+
+// Rows of claimOnce, apart from the maintenance leases (which live on, one per name).
+const ONCE_PREFIX = 'once:'
+
+/**
+ * Claims `key` for `forMs` across every instance on the database: true for the first claim, false
+ * while that claim holds (the same key again: a replayed logout token). The key is hashed to fit
+ * the name column; rows past their time are removed by forgetExpiredClaims.
+ */
+export async function claimOnce (connection: Queryable, key: string, forMs: number): Promise<boolean> {
+  return await new Lease(onceName(key), forMs).claim(connection) !== undefined
+}
+
+/** Gives a claimOnce claim back (the work it guarded failed, and a retry must be able to claim it). */
+export async function releaseOnce (connection: Queryable, key: string): Promise<void> {
+  await connection.query(`DELETE FROM ${escapeId(LEASE_TABLE)} WHERE name = ?`, [onceName(key)])
+}
+
+function onceName (key: string): string {
+  return ONCE_PREFIX + createHash('sha256').update(key).digest('base64url')
+}
+
+/** Removes claimOnce rows whose time has passed (the cleanup runs it). */
+export async function forgetExpiredClaims (connection: Queryable): Promise<void> {
+  await connection.query(`DELETE FROM ${escapeId(LEASE_TABLE)} WHERE name LIKE '${ONCE_PREFIX}%' AND held_until < ${DATABASE_NOW_MS}`)
 }

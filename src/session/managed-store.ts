@@ -39,6 +39,13 @@ export interface ManagedStore extends Store {
    * Best effort, never rejects.
    */
   rewriteUnchanged (sid: string, session: SessionData): Promise<void>
+  /**
+   * Claims `key` for `forMs` on behalf of every instance sharing the store: true the first time,
+   * false while that claim holds. Back-channel logout refuses a logout token's second use with it.
+   */
+  claimOnce (key: string, forMs: number): Promise<boolean>
+  /** Gives a claim back: the work it guarded failed, and a retry must be able to claim it. */
+  releaseOnce (key: string): Promise<void>
   /** Stops the store's background work; the caller ends its pool afterwards. */
   close (): Promise<void>
   /**
@@ -46,6 +53,11 @@ export interface ManagedStore extends Store {
    * function behind every user key the store writes and looks up, and behind `session.user`.
    */
   userOf (data: object): SessionUser | undefined
+}
+
+/** Ends a session by id (another device's: the request's own ends through express-session's destroy). */
+export function destroySession (store: Store, sid: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => store.destroy(sid, (error) => error ? reject(error) : resolve()))
 }
 
 export interface CleanupOptions {

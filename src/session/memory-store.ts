@@ -21,6 +21,8 @@ interface MemoryRow {
  */
 export class MemorySessionStore extends PromiseSessionStore implements ManagedStore {
   private readonly rows = new Map<string, MemoryRow>()
+  // claimOnce's keys and until when (ms) each is held.
+  private readonly claims = new Map<string, number>()
 
   constructor (private readonly policy: LifetimePolicy, mapper?: SessionUserMapper) {
     super(mapper)
@@ -47,6 +49,18 @@ export class MemorySessionStore extends PromiseSessionStore implements ManagedSt
       }
     }
     return removed
+  }
+
+  async claimOnce (key: string, forMs: number): Promise<boolean> {
+    const now = Date.now()
+    for (const [claimed, until] of this.claims) if (until <= now) this.claims.delete(claimed)
+    if (this.claims.has(key)) return false
+    this.claims.set(key, now + forMs)
+    return true
+  }
+
+  async releaseOnce (key: string): Promise<void> {
+    this.claims.delete(key)
   }
 
   async countLive (): Promise<number> {

@@ -5,7 +5,7 @@ import type { ExecuteValues, PoolConnection as CoreConnection } from 'mysql2'
 import { escapeId, type PoolConnection, type ResultSetHeader, type RowDataPacket } from 'mysql2/promise'
 import type { FastifyBaseLogger } from 'fastify'
 import { lifetimePolicy, type Config } from '../config/config.js'
-import { Lease } from './lease.js'
+import { claimOnce, forgetExpiredClaims, Lease, releaseOnce } from './lease.js'
 import { SessionPool } from './mysql-pool.js'
 import { userKey, userKeyOf, type SessionUserMapper } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, nowSeconds, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
@@ -182,6 +182,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal
     const removed = await this.withLease(this.cleanupLease, options.intervalMs, async (connection, stillHeld) => {
       const removed = await this.deleteExpired(connection, signal, stillHeld)
+      await this.timed('cleanup', () => forgetExpiredClaims(connection))
       if (!signal.aborted && this.keysRows) await this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, signal, this.mapper))
       return removed
     })
@@ -256,6 +257,15 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
       await sleep(Date.now() - batchStarted, undefined, { signal }).catch(() => {})
       if (signal.aborted || !(await stillHeld())) return removed
     }
+  }
+
+  async claimOnce (key: string, forMs: number): Promise<boolean> {
+    await this.prepare()
+    return await this.onConnection((connection) => this.timed('claim once', () => claimOnce(connection, key, forMs)))
+  }
+
+  async releaseOnce (key: string): Promise<void> {
+    await this.onConnection((connection) => this.timed('claim once', () => releaseOnce(connection, key)))
   }
 
   async countLive (): Promise<number> {
