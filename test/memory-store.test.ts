@@ -32,3 +32,15 @@ t.test('the memory store prunes expired sessions', async (t) => {
   t.equal(await app.sessionStore.cleanupExpired(), 2)
   t.equal(await app.sessionStore.cleanupExpired(), 0)
 })
+
+t.test('claimOnce in memory: once while it holds, again after its time or once given back', async (t) => {
+  const app = await build(t, { SESSION_HOST: undefined })
+  const store = app.sessionStore
+  t.equal(await store.claimOnce('a', 60000), true)
+  t.equal(await store.claimOnce('a', 60000), false, 'the second claim loses')
+  await store.releaseOnce('a')
+  t.equal(await store.claimOnce('a', 60000), true, 'given back')
+  t.equal(await store.claimOnce('b', 1), true)
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  t.equal(await store.claimOnce('b', 60000), true, 'past its time')
+})
