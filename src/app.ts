@@ -11,11 +11,13 @@ import metrics from './plugins/metrics.js'
 import securityHeaders from './plugins/security-headers.js'
 import sessionPlugin from './plugins/session.js'
 import sessionStore from './plugins/session-store.js'
+import sso from './plugins/sso.js'
 import healthRoutes from './routes/health.js'
 import loginRoutes from './routes/login.js'
 import metricsRoutes from './routes/metrics.js'
 import pageRoutes from './routes/page.js'
 import sessionRoutes from './routes/session.js'
+import ssoRoutes from './routes/sso.js'
 import userSessionRoutes from './routes/user-sessions.js'
 
 export interface BuildAppOptions {
@@ -62,6 +64,8 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
     // Before the store: a bad users file stops start-up before a pool is opened.
     await app.register(auth, { authenticator: options.authenticator })
     await app.register(sessionStore, { sessionUser: options.sessionUser })
+    // Single sign-on when OIDC_ISSUER is set: the relying party, and the back-channel logout route.
+    await app.register(sso)
     await app.register(healthRoutes)
     await app.register(metricsRoutes)
     await app.register(pageRoutes)
@@ -72,6 +76,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
       await scope.register(sessionRoutes)
       await scope.register(loginRoutes)
       await scope.register(userSessionRoutes)
+      if (app.sso) await scope.register(ssoRoutes)
       if (options.sessionRoutes) await scope.register(options.sessionRoutes)
     })
   } catch (error) {

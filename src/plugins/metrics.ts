@@ -7,10 +7,10 @@ import type { StoreObserver } from '../session/mysql-store.js'
 export const LIVE_SESSIONS_TTL_MS = 5000
 
 export type LoginOutcome = 'success' | 'invalid' | 'throttled' | 'unavailable'
-export type RevocationReason = 'logout' | 'revoke_one' | 'revoke_others' | 'admin'
+export type RevocationReason = 'logout' | 'revoke_one' | 'revoke_others' | 'admin' | 'backchannel_logout'
 
 const LOGIN_OUTCOMES: LoginOutcome[] = ['success', 'invalid', 'throttled', 'unavailable']
-const REVOCATION_REASONS: RevocationReason[] = ['logout', 'revoke_one', 'revoke_others', 'admin']
+const REVOCATION_REASONS: RevocationReason[] = ['logout', 'revoke_one', 'revoke_others', 'admin', 'backchannel_logout']
 
 export interface Metrics {
   /** This app's own registry: several apps in one process (the tests) never share a counter. */
@@ -90,7 +90,7 @@ export default fp(async function metricsPlugin (fastify) {
   })
 
   const logins = new Counter({ name: 'session_logins_total', help: 'Login attempts by outcome: success, invalid (credentials), throttled (429), unavailable (503)', labelNames: ['outcome'], registers })
-  const revoked = new Counter({ name: 'sessions_revoked_total', help: 'Sessions ended before they expired, by reason: logout, revoke_one, revoke_others, admin', labelNames: ['reason'], registers })
+  const revoked = new Counter({ name: 'sessions_revoked_total', help: 'Sessions ended before they expired, by reason: logout, revoke_one, revoke_others, admin, backchannel_logout', labelNames: ['reason'], registers })
   // Every series exists from the start at 0, so a rate() over a first failure is not lost.
   for (const outcome of LOGIN_OUTCOMES) logins.inc({ outcome }, 0)
   for (const reason of REVOCATION_REASONS) revoked.inc({ reason }, 0)

@@ -30,7 +30,11 @@ declare module 'fastify' {
  * of a session read's CPU time (docs/benchmarks.md).
  */
 export default fp(async function securityHeaders (fastify) {
-  const pageHeaders = helmetHeaders({ contentSecurityPolicy: { directives } })
+  // The page's logout form is answered with a redirect to the identity provider's end-session
+  // page, and form-action covers the redirects of a submitted form.
+  const issuer = fastify.sessionConfig.OIDC_ISSUER
+  const pageDirectives = issuer ? { ...directives, 'form-action': ["'self'", new URL(issuer).origin] } : directives
+  const pageHeaders = helmetHeaders({ contentSecurityPolicy: { directives: pageDirectives } })
   const docsHeaders = helmetHeaders({ contentSecurityPolicy: { directives: docsDirectives } })
   // Added before the docs plugin registers its routes.
   fastify.addHook('onRoute', (route) => {
@@ -42,7 +46,7 @@ export default fp(async function securityHeaders (fastify) {
     reply.headers(request.routeOptions.config.securityHeaders ?? pageHeaders)
     done()
   })
-}, { name: 'security-headers' })
+}, { name: 'security-headers', dependencies: ['session-config'] })
 
 /** Runs helmet once against a response that only records what it sets. */
 function helmetHeaders (options: HelmetOptions): Record<string, string> {

@@ -1,6 +1,6 @@
 import { promisify } from 'node:util'
 import type { IncomingMessage } from 'node:http'
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { LoginThrottle } from '../auth/login-throttle.js'
 import { cookieSecure, type Config } from '../config/config.js'
 import { HttpError } from '../http-error.js'
@@ -100,17 +100,7 @@ export default async function loginRoutes (fastify: FastifyInstance, options: Au
     // Only failures count against an address, as before: many users may share one (a NAT).
     addressSlot.release()
 
-    // A new id for the logged-in session: an id planted before login (fixation) is worthless.
-    // Only the client's own state moves over; it is the client's to set anyway.
-    const anonymous = request.raw.session as RequestSession
-    const state = anonymous.state
-    await promisify(anonymous.regenerate.bind(anonymous))()
-    const session = request.raw.session as RequestSession
-    if (state !== undefined) session.state = state
-    session.user = user
-    session.createdAt = Date.now()
-    session.userAgent = String(request.headers['user-agent'] ?? '').slice(0, USER_AGENT_MAX)
-    session.ip = request.ip
+    await startLoggedInSession(request, user)
     request.log.info({ outcome: 'success', user: user.name }, 'login')
     return { authenticated: true, user }
   })
@@ -125,6 +115,24 @@ export default async function loginRoutes (fastify: FastifyInstance, options: Au
     if (await endCurrentSession(request, reply, config)) metrics?.sessionsRevoked('logout', 1)
     return reply.code(204).send()
   })
+}
+
+/**
+ * Puts the user in a session of a new id: an id planted before login (fixation) is worthless. Only
+ * the client's own state moves over (it is the client's to set anyway); what else the pre-login
+ * session held (a pending SSO login) stays behind with the old id. Resolves with the new session.
+ */
+export async function startLoggedInSession (request: FastifyRequest, user: SessionUser): Promise<RequestSession> {
+  const anonymous = writableSession(request.raw.session)
+  const state = anonymous.state
+  await promisify(anonymous.regenerate.bind(anonymous))()
+  const session = request.raw.session as RequestSession
+  if (state !== undefined) session.state = state
+  session.user = user
+  session.createdAt = Date.now()
+  session.userAgent = String(request.headers['user-agent'] ?? '').slice(0, USER_AGENT_MAX)
+  session.ip = request.ip
+  return session
 }
 
 /**

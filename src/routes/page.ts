@@ -15,8 +15,14 @@ const PAGE_FILES = [
  * loading them creates no session; the page's script uses the JSON API, which does.
  */
 export default async function pageRoutes (fastify: FastifyInstance) {
+  // The ways to log in this server offers, for the page to show (on <body>: data-sso, data-password-login).
+  // Without SSO the password form stays, even unconfigured: its 503 says how to configure it.
+  const sso = Boolean(fastify.sessionConfig.OIDC_ISSUER)
+  const passwords = Boolean(fastify.authenticator) || !sso
+  const offers = `<body data-sso="${sso ? 'on' : 'off'}" data-password-login="${passwords ? 'on' : 'off'}">`
   for (const { url, file, type, summary } of PAGE_FILES) {
-    const body = readFileSync(new URL(file, WEB_DIR))
+    const source = readFileSync(new URL(file, WEB_DIR))
+    const body = file === 'index.html' ? source.toString('utf8').replace('<body>', offers) : source
     const schema = { summary, tags: ['page'], response: { 200: { description: file, content: { [type]: { schema: { type: 'string' } } } } } }
     fastify.get(url, { schema }, async (_request, reply) => {
       // no-cache: revalidated on every load, so a deployment's new script reaches the next visit.

@@ -13,7 +13,11 @@ export const errorBody = {
 
 export const userBody = {
   type: 'object',
-  properties: { name: { type: 'string' } },
+  properties: {
+    name: { type: 'string' },
+    iss: { type: 'string', description: 'The identity provider that vouches for a single sign-on user' },
+    sub: { type: 'string', description: 'The user\'s subject at that provider' }
+  },
   required: ['name']
 } as const
 

@@ -1,4 +1,5 @@
 import type { Session, SessionData } from 'express-session'
+import type { PendingLogin, ProviderTokens } from '../auth/sso/oidc-client.js'
 
 /** What this project keeps in a session, beside express-session's `cookie`. */
 declare module 'express-session' {
@@ -12,6 +13,10 @@ declare module 'express-session' {
     ip: string
     /** The client's own JSON state (PUT /session/state), at most 4 KiB serialized. */
     state: unknown
+    /** An SSO login between /auth/login and /auth/callback (state, nonce, PKCE verifier). */
+    ssoLogin: PendingLogin
+    /** The identity provider's tokens for an SSO user; kept on the server, never sent to the browser. */
+    sso: ProviderTokens
   }
 }
 

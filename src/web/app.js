@@ -11,8 +11,15 @@ const page = {
   user: document.getElementById('user'),
   sessions: document.getElementById('sessions'),
   endOthers: document.getElementById('end-others'),
-  logout: document.getElementById('logout')
+  logout: document.getElementById('logout'),
+  sso: document.getElementById('sso'),
+  ssoLogout: document.getElementById('sso-logout')
 }
+
+// Set by the server on the body element: which ways to log in it offers.
+const offers = document.body.dataset
+// The logged-in user: a single sign-on user (with `iss`) logs out at the provider too.
+let currentUser = null
 
 class ApiError extends Error {
   constructor (message, status) {
@@ -75,22 +82,26 @@ async function run (action) {
 }
 
 function showLogin () {
+  currentUser = null
   page.account.hidden = true
   page.sessions.replaceChildren()
-  page.login.hidden = false
+  page.login.hidden = offers.passwordLogin !== 'on'
+  page.sso.hidden = offers.sso !== 'on'
 }
 
-function showAccount (name, sessions) {
-  page.user.textContent = name
+function showAccount (user, sessions) {
+  currentUser = user
+  page.user.textContent = user.name
   page.sessions.replaceChildren(...sessions.map(sessionItem))
   page.login.hidden = true
+  page.sso.hidden = true
   page.account.hidden = false
 }
 
 async function refresh () {
   const session = await api('GET', '/session')
   if (!session.authenticated) return showLogin()
-  showAccount(session.user.name, await api('GET', '/session/all'))
+  showAccount(session.user, await api('GET', '/session/all'))
 }
 
 function sessionItem (entry) {
@@ -139,6 +150,8 @@ page.endOthers.addEventListener('click', () => run(async () => {
 }))
 
 page.logout.addEventListener('click', () => run(async () => {
+  // The provider's end-session page, then back here.
+  if (currentUser?.iss !== undefined) return page.ssoLogout.submit()
   await api('POST', '/session/logout')
   showLogin()
   show(page.notice, 'Logged out.')

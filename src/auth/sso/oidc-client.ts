@@ -1,0 +1,253 @@
+import * as oidc from 'openid-client'
+import type { FastifyBaseLogger } from 'fastify'
+import { HttpError } from '../../http-error.js'
+import type { SessionUser } from '../../session/session-data.js'
+
+/** What the ID token and the provider's answers may be off by, in seconds (openid-client's default). */
+export const CLOCK_TOLERANCE_S = 30
+// A provider that does not answer within this is down for this request: 503, not a hung page.
+const PROVIDER_TIMEOUT_S = 5
+// After a failed discovery: try again on the next request no sooner than this, and in the background.
+const RETRY_FIRST_MS = 1000
+const RETRY_MAX_MS = 30_000
+const MAX_NAME_LENGTH = 255
+
+export interface OidcSettings {
+  issuer: string
+  clientId: string
+  clientSecret: string
+  /** PUBLIC_URL: the redirect URIs are built from it. */
+  publicUrl: string
+  scopes: string
+}
+
+/** What the callback needs, kept in the pre-login session between /auth/login and /auth/callback. */
+export interface PendingLogin {
+  state: string
+  nonce: string
+  codeVerifier: string
+  returnTo: string
+  /** ms since the epoch: a login left half-way is refused after LOGIN_WINDOW_MS. */
+  startedAt: number
+}
+
+/** The provider's tokens, kept in the session row on the server; never sent to the browser. */
+export interface ProviderTokens {
+  idToken: string
+  accessToken: string
+  refreshToken?: string
+  /** ms since the epoch; absent when the provider did not say. */
+  accessTokenExpiresAt?: number
+  /** The provider's session id (`sid` of the ID token): back-channel logout names it. */
+  sid?: string
+}
+
+/** The provider's answer for a completed login. */
+export interface CompletedLogin {
+  user: Required<SessionUser>
+  tokens: ProviderTokens
+}
+
+/**
+ * The relying party: the provider's metadata (discovered once, retried until it answers) and the
+ * steps of the Authorization Code flow with PKCE, through openid-client. Every failure to reach
+ * the provider is a 503 with Retry-After; what the provider or its tokens get wrong is a 400.
+ */
+export class OidcClient {
+  private configuration?: oidc.Configuration
+  private discovering?: Promise<oidc.Configuration>
+  private nextAttemptAt = 0
+  private retryDelayMs = RETRY_FIRST_MS
+  private retryTimer?: NodeJS.Timeout
+  private closed = false
+
+  constructor (readonly settings: OidcSettings, private readonly log: FastifyBaseLogger) {}
+
+  get redirectUri (): string { return `${this.settings.publicUrl}/auth/callback` }
+  get postLogoutRedirectUri (): string { return `${this.settings.publicUrl}/` }
+
+  /** Starts discovery without waiting for it: a provider that is down must not stop the server. */
+  start (): void {
+    this.discover().catch(() => {})
+  }
+
+  close (): void {
+    this.closed = true
+    clearTimeout(this.retryTimer)
+  }
+
+  /** The provider's configuration, or a 503 while it cannot be discovered. */
+  async ready (): Promise<oidc.Configuration> {
+    if (this.configuration) return this.configuration
+    if (!this.discovering && Date.now() < this.nextAttemptAt) throw providerUnavailable()
+    try {
+      return await this.discover()
+    } catch {
+      throw providerUnavailable()
+    }
+  }
+
+  /** The issuer as the provider states it in its metadata (and in every token it signs). */
+  async issuer (): Promise<string> {
+    return (await this.ready()).serverMetadata().issuer
+  }
+
+  private discover (): Promise<oidc.Configuration> {
+    this.discovering ??= this.runDiscovery().finally(() => { this.discovering = undefined })
+    return this.discovering
+  }
+
+  private async runDiscovery (): Promise<oidc.Configuration> {
+    clearTimeout(this.retryTimer)
+    const { issuer, clientId, clientSecret } = this.settings
+    try {
+      const url = new URL(issuer)
+      const configuration = await oidc.discovery(url, clientId, { [oidc.clockTolerance]: CLOCK_TOLERANCE_S },
+        oidc.ClientSecretBasic(clientSecret), {
+          timeout: PROVIDER_TIMEOUT_S,
+          // Signatures of ID tokens checked against the provider's keys, even though they come
+          // straight from its token endpoint (openid-client trusts TLS for those by default).
+          // config.ts allows plain http only for a provider on this machine.
+          execute: [oidc.enableNonRepudiationChecks, ...(url.protocol === 'http:' ? [oidc.allowInsecureRequests] : [])]
+        })
+      configuration.timeout = PROVIDER_TIMEOUT_S
+      this.configuration = configuration
+      this.log.info({ issuer: configuration.serverMetadata().issuer }, 'identity provider discovered: single sign-on is on')
+      return configuration
+    } catch (error) {
+      this.nextAttemptAt = Date.now() + RETRY_FIRST_MS
+      this.log.warn({ issuer, error: describeProviderError(error), retryInMs: this.retryDelayMs },
+        'identity provider discovery failed: SSO routes answer 503 until it succeeds')
+      if (!this.closed) {
+        this.retryTimer = setTimeout(() => this.start(), this.retryDelayMs).unref()
+        this.retryDelayMs = Math.min(this.retryDelayMs * 2, RETRY_MAX_MS)
+      }
+      throw error
+    }
+  }
+
+  /** Where to send the browser, and what its callback must find in the session. */
+  async beginLogin (returnTo: string): Promise<{ url: URL, pending: PendingLogin }> {
+    const configuration = await this.ready()
+    const pending: PendingLogin = {
+      state: oidc.randomState(),
+      nonce: oidc.randomNonce(),
+      codeVerifier: oidc.randomPKCECodeVerifier(),
+      returnTo,
+      startedAt: Date.now()
+    }
+    const url = oidc.buildAuthorizationUrl(configuration, {
+      redirect_uri: this.redirectUri,
+      scope: this.settings.scopes,
+      response_type: 'code',
+      code_challenge: await oidc.calculatePKCECodeChallenge(pending.codeVerifier),
+      code_challenge_method: 'S256',
+      state: pending.state,
+      nonce: pending.nonce
+    })
+    return { url, pending }
+  }
+
+  /**
+   * Exchanges the callback's code (state, PKCE verifier and nonce checked; the ID token's issuer,
+   * audience, signature and expiry checked by openid-client) for the user and the tokens.
+   */
+  async completeLogin (search: string, pending: PendingLogin): Promise<CompletedLogin> {
+    const configuration = await this.ready()
+    const tokens = await this.call(() => oidc.authorizationCodeGrant(configuration, new URL(`${this.redirectUri}${search}`), {
+      pkceCodeVerifier: pending.codeVerifier,
+      expectedState: pending.state,
+      expectedNonce: pending.nonce,
+      idTokenExpected: true
+    }))
+    const claims = tokens.claims()
+    if (!claims || !tokens.id_token) throw new HttpError(400, 'The identity provider sent no ID token')
+    const name = [claims.preferred_username, claims.email, claims.sub]
+      .find((value): value is string => typeof value === 'string' && value.length > 0) as string
+    return {
+      user: { name: name.slice(0, MAX_NAME_LENGTH), sub: claims.sub, iss: claims.iss },
+      tokens: this.tokensFrom(tokens, { idToken: tokens.id_token, sid: typeof claims.sid === 'string' ? claims.sid : undefined })
+    }
+  }
+
+  /** New tokens for a refresh token; rejects with ProviderRefusedError when the provider says no. */
+  async refresh (current: ProviderTokens): Promise<ProviderTokens> {
+    const configuration = await this.ready()
+    if (!current.refreshToken) throw new ProviderRefusedError('no refresh token')
+    const tokens = await this.call(() => oidc.refreshTokenGrant(configuration, current.refreshToken as string))
+    // A provider may rotate the refresh token and the ID token, or keep them.
+    return this.tokensFrom(tokens, { ...current, idToken: tokens.id_token ?? current.idToken })
+  }
+
+  /** The provider's end-session URL (RP-initiated logout), or undefined if it has none. */
+  async endSessionUrl (idToken: string | undefined): Promise<URL | undefined> {
+    const configuration = await this.ready()
+    if (!configuration.serverMetadata().end_session_endpoint) return undefined
+    return oidc.buildEndSessionUrl(configuration, {
+      post_logout_redirect_uri: this.postLogoutRedirectUri,
+      ...(idToken ? { id_token_hint: idToken } : {})
+    })
+  }
+
+  private tokensFrom (response: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers, base: Pick<ProviderTokens, 'idToken' | 'sid' | 'refreshToken'>): ProviderTokens {
+    const expiresIn = response.expiresIn()
+    return {
+      idToken: base.idToken,
+      accessToken: response.access_token,
+      refreshToken: response.refresh_token ?? base.refreshToken,
+      accessTokenExpiresAt: expiresIn === undefined ? undefined : Date.now() + expiresIn * 1000,
+      ...(base.sid ? { sid: base.sid } : {})
+    }
+  }
+
+  /** Runs a request to the provider: unreachable is a 503, a refusal a ProviderRefusedError. */
+  private async call<T> (request: () => Promise<T>): Promise<T> {
+    try {
+      return await request()
+    } catch (error) {
+      if (isUnreachable(error)) throw providerUnavailable()
+      if (error instanceof oidc.ResponseBodyError && error.status >= 500) throw providerUnavailable()
+      throw new ProviderRefusedError(describeProviderError(error))
+    }
+  }
+}
+
+/**
+ * The provider, or its answer, refused: an expired or replayed code, a wrong state, nonce, issuer or
+ * audience, a revoked refresh token. The message names the check; it never holds a token.
+ */
+export class ProviderRefusedError extends HttpError {
+  constructor (reason: string) {
+    super(400, `Single sign-on failed: ${reason}`)
+  }
+}
+
+/** 503 with Retry-After: the provider did not answer, or answered with a server error. */
+export function providerUnavailable (): HttpError {
+  return new HttpError(503, 'The identity provider is unreachable; try again shortly', { headers: { 'retry-after': '5' } })
+}
+
+/**
+ * Whether a failure means the provider did not answer (or answered as a server in trouble): a
+ * refused or cut connection, a timeout, a 5xx that is not even JSON. openid-client wraps some of
+ * these (OAUTH_TIMEOUT), so the causes are looked at too.
+ */
+function isUnreachable (error: unknown): boolean {
+  for (let cause = error, depth = 0; cause !== undefined && cause !== null && depth < 4; cause = (cause as Error).cause, depth++) {
+    const { name, code } = cause as { name?: string, code?: string }
+    if (name === 'TimeoutError' || name === 'AbortError' || code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT') return true
+    if (cause instanceof TypeError && /fetch failed/i.test(cause.message)) return true
+    if (cause instanceof Response && cause.status >= 500) return true
+  }
+  return false
+}
+
+/** A one-line reason for logs and 400s: openid-client's message, or the provider's error code. */
+export function describeProviderError (error: unknown): string {
+  if (error instanceof oidc.ResponseBodyError) return `${error.error}${error.error_description ? `: ${error.error_description}` : ''}`
+  if (error instanceof oidc.AuthorizationResponseError) return `${error.error}${error.error_description ? `: ${error.error_description}` : ''}`
+  if (isUnreachable(error)) return `provider unreachable (${String((error as Error).cause ?? (error as Error).message)})`
+  if (!(error instanceof Error)) return String(error)
+  // openid-client's own message is generic ("invalid response encountered"); its cause names the check.
+  return error.cause instanceof Error ? `${error.message}: ${error.cause.message}` : error.message
+}
