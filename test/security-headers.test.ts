@@ -12,7 +12,7 @@ function directivesOf (header: unknown): Record<string, string[]> {
 const usualHeaders = {
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'SAMEORIGIN',
-  'referrer-policy': 'no-referrer',
+  'referrer-policy': 'same-origin',
   'cross-origin-opener-policy': 'same-origin',
   'strict-transport-security': /^max-age=\d+/
 }

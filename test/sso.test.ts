@@ -388,6 +388,9 @@ t.test('back-channel logout ends that login\'s sessions on every instance, and n
   const sidOf = async (cookie: string) => (await rows(db)).get(idOf(cookie))?.sso?.sid as string
   t.equal(await sidOf(tablet.appCookie), await sidOf(laptop.appCookie), 'the tablet joined the laptop\'s provider session')
   t.not(await sidOf(phone.appCookie), await sidOf(laptop.appCookie), 'the phone has a provider session of its own')
+  const listed = JSON.parse((await browserWith(a, laptop.appCookie).request('/session/all')).body) as unknown[]
+  t.equal(listed.length, 3, 'the SSO ann lists her three sessions, not the htpasswd ann\'s')
+  t.equal(JSON.parse((await localAnn.request('/session/all')).body).length, 1, 'the htpasswd ann lists her one')
 
   const logout = await postLogoutToken(a, await logoutToken(provider, { sub: 'ann', sid: await sidOf(laptop.appCookie) }))
   t.equal(logout.status, 200)
@@ -463,4 +466,7 @@ t.test('SSO routes are 404 without OIDC_ISSUER, and the page offers SSO only wit
   const page = await httpRequest(`${instance!.base}/`)
   t.match(page.body, /<body data-sso="on" data-password-login="off">/, 'SSO on, no htpasswd file: only the SSO button')
   t.match(String(page.headers['content-security-policy']), new RegExp(`form-action 'self' ${provider.issuer}`), 'the logout form may be redirected to the provider')
+  const documented = JSON.parse((await httpRequest(`${instance!.base}/docs/json`)).body).paths
+  t.ok(documented['/auth/login'].get && documented['/auth/callback'].get && documented['/auth/logout'].post && documented['/auth/backchannel-logout'].post, '/docs documents the SSO routes')
+  t.notOk(documented['/auth/backchannel-logout'].post.security, 'the back-channel logout needs no session cookie')
 })

@@ -11,6 +11,11 @@ const directives = {
   'upgrade-insecure-requests': null
 }
 
+// same-origin rather than helmet's no-referrer: under no-referrer Chromium sends `Origin: null` with
+// the page's own form posts (the SSO logout form), which the cross-site guard must refuse. Other
+// origins still get no referrer, and a cross-site form post still says `Origin: null`.
+const referrerPolicy = { policy: 'same-origin' } as const
+
 // Swagger UI sets an inline style on its page; its scripts stay as strict as the page's.
 const docsDirectives = { ...directives, 'style-src': ["'self'", "'unsafe-inline'"] }
 
@@ -34,8 +39,8 @@ export default fp(async function securityHeaders (fastify) {
   // page, and form-action covers the redirects of a submitted form.
   const issuer = fastify.sessionConfig.OIDC_ISSUER
   const pageDirectives = issuer ? { ...directives, 'form-action': ["'self'", new URL(issuer).origin] } : directives
-  const pageHeaders = helmetHeaders({ contentSecurityPolicy: { directives: pageDirectives } })
-  const docsHeaders = helmetHeaders({ contentSecurityPolicy: { directives: docsDirectives } })
+  const pageHeaders = helmetHeaders({ contentSecurityPolicy: { directives: pageDirectives }, referrerPolicy })
+  const docsHeaders = helmetHeaders({ contentSecurityPolicy: { directives: docsDirectives }, referrerPolicy })
   // Added before the docs plugin registers its routes.
   fastify.addHook('onRoute', (route) => {
     if (route.url === DOCS_PREFIX || route.url.startsWith(`${DOCS_PREFIX}/`)) {

@@ -182,7 +182,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     const signal = options.signal ? AbortSignal.any([options.signal, this.closing.signal]) : this.closing.signal
     const removed = await this.withLease(this.cleanupLease, options.intervalMs, async (connection, stillHeld) => {
       const removed = await this.deleteExpired(connection, signal, stillHeld)
-      await this.timed('cleanup', () => forgetExpiredClaims(connection))
+      await this.timed('claim once', () => forgetExpiredClaims(connection))
       if (!signal.aborted && this.keysRows) await this.timed('key users', () => keyUnkeyedRows(connection, this.settings.table, signal, this.mapper))
       return removed
     })
