@@ -29,7 +29,8 @@ export function loggerOptions (): LoggerOptions {
         const listening = typeof args[0] === 'string' && args[0].startsWith('Server listening at ')
         if (listening && listeningLogged) return
         listeningLogged ||= listening
-        method.apply(this, args)
+        // Messages that quote a URL (Fastify's "Route GET:/auth/callback/?code=… not found").
+        method.apply(this, args.map((arg) => typeof arg === 'string' ? loggedUrl(arg) : arg) as typeof args)
       }
     },
     serializers: {

@@ -34,6 +34,11 @@ async function tokensOf (db: TestDatabase, sub: string): Promise<StoredTokens[]>
   return [...(await rows(db)).values()].filter((data) => data.user?.sub === sub).map((data) => data.sso as StoredTokens)
 }
 
+/** Sets when the stored access token of `sub`'s sessions expires. */
+async function setExpiry (db: TestDatabase, sub: string, at: number): Promise<void> {
+  await db.pool.query('UPDATE sessions SET data = JSON_SET(data, \'$.sso.accessTokenExpiresAt\', ?) WHERE JSON_VALUE(data, \'$.user.sub\') = ?', [at, sub])
+}
+
 /** The session id inside a `sid=s%3A<id>.<signature>` cookie. */
 function idOf (cookie: string): string {
   return decodeURIComponent(/sid=([^;]+)/.exec(cookie)?.[1] ?? '').replace(/^s:/, '').replace(/\.[^.]+$/, '')
@@ -105,7 +110,7 @@ t.test('the whole flow: a new session id with {name, sub, iss}, tokens on the se
   const before = anonymous.cookie as string
   const login = await loginThroughProvider(base, { username: 'ann', returnTo: '/account?tab=sessions#top', appCookie: before })
   t.equal(login.callbackStatus, 302)
-  t.equal(login.location, '/account?tab=sessions#top', 'back where the login began')
+  t.equal(login.location, `${base}/account?tab=sessions#top`, 'back where the login began, on this site')
   t.not(idOf(login.appCookie), idOf(before), 'the session id changed at login')
   t.notOk((await rows(db)).has(idOf(before)), 'the pre-login session is gone')
 
@@ -126,10 +131,38 @@ t.test('the whole flow: a new session id with {name, sub, iss}, tokens on the se
   t.match(log.text(), /\/auth\/callback\?code=\[redacted\]/, 'the callback URL is logged with its code redacted')
 })
 
+t.test('a callback URL that misses the route is logged with its code redacted too', async (t) => {
+  const log = captureLog()
+  const { instances: [instance] } = await startSsoStack(t, { env: { LOG_LEVEL: 'info' }, app: { logger: log.logger } })
+  const res = await httpRequest(`${instance!.base}/auth/callback/?code=the-one-time-code&state=the-state`)
+  t.equal(res.status, 404)
+  t.notMatch(log.text(), /the-one-time-code|the-state/, 'neither the code nor the state in the log')
+  t.match(log.text(), /code=\[redacted\]/)
+})
+
+t.test('pending logins and tokens of the wrong shape in a row are not used', async (t) => {
+  const { db, instances: [instance] } = await startSsoStack(t)
+  const base = instance!.base
+  const started = await loginThroughProvider(base, { username: 'ann', stopBeforeCallback: true })
+  await db.pool.query('UPDATE sessions SET data = JSON_REMOVE(data, \'$.ssoLogin.startedAt\') WHERE session_id = ?', [idOf(started.appCookie)])
+  const callback = await httpRequest(started.callbackUrl, { headers: { cookie: started.appCookie } })
+  t.equal(callback.status, 400, 'a pending login without its start time is no pending login')
+  t.match(JSON.parse(callback.body).message, /no login is in progress/)
+
+  const login = await loginThroughProvider(base, { username: 'ann' })
+  await db.pool.query('UPDATE sessions SET data = JSON_SET(data, \'$.sso.refreshToken\', 42) WHERE session_id = ?', [idOf(login.appCookie)])
+  t.equal((await sessionOf(browserWith(base, login.appCookie))).authenticated, false, 'a session whose tokens are not strings is not used')
+})
+
 t.test('returnTo leads only to this site', async (t) => {
   const { instances: [instance] } = await startSsoStack(t)
   const base = instance!.base
-  for (const returnTo of ['https://evil.example/', '//evil.example/x', '/\\evil.example', '\\\\evil.example', 'evil.example', '/\r\nSet-Cookie:x', 'javascript:alert(1)', '/a\tb']) {
+  const elsewhere = [
+    'https://evil.example/', '//evil.example/x', '/\\evil.example', '\\\\evil.example', 'evil.example', '/\r\nSet-Cookie:x', 'javascript:alert(1)', '/a\tb',
+    // Paths that become //evil.example once their dot segments are resolved.
+    '/.//evil.example/x', '/..//evil.example/', '/%2e//evil.example', '/%2e%2e//evil.example', '/a/..//evil.example', '/././/evil.example'
+  ]
+  for (const returnTo of elsewhere) {
     const res = await httpRequest(`${base}/auth/login?returnTo=${encodeURIComponent(returnTo)}`)
     t.equal(res.status, 400, `${JSON.stringify(returnTo)} refused`)
     t.match(JSON.parse(res.body).message, /returnTo must be a path on this site/)
@@ -262,15 +295,38 @@ t.test('a provider that times out or answers 5xx is unavailable (503), not a ref
     interceptFetch(t, `${provider.issuer}/token`, timedOut)
     const callback = await httpRequest(started.callbackUrl, { headers: { cookie: started.appCookie } })
     t.equal(callback.status, 503, 'the code exchange: 503')
-    await db.pool.query('UPDATE sessions SET data = JSON_SET(data, \'$.sso.accessTokenExpiresAt\', ?) WHERE JSON_VALUE(data, \'$.user.sub\') = \'ann\'', [Date.now() + 5000])
+    await setExpiry(db, 'ann', Date.now() + 5000)
     const refresh = await browserWith(base, login.appCookie).request('/api/token')
     t.equal(refresh.status, 503, 'the refresh: 503')
     t.equal((await sessionOf(browserWith(base, login.appCookie))).authenticated, true, 'the session lives on')
   })
-  await t.test('the token endpoint answers 502 from a proxy, not JSON', async (t) => {
-    interceptFetch(t, `${provider.issuer}/token`, async () => new Response('<html>Bad Gateway</html>', { status: 502, headers: { 'content-type': 'text/html' } }))
-    t.equal((await browserWith(base, login.appCookie).request('/api/token')).status, 503)
+  const notOAuth: Array<[string, () => Response]> = [
+    ['a proxy\'s 502 page', () => new Response('<html>Bad Gateway</html>', { status: 502, headers: { 'content-type': 'text/html' } })],
+    ['a rate limiter\'s 429', () => new Response('slow down', { status: 429, headers: { 'content-type': 'text/plain' } })],
+    ['a captive portal\'s 200 page', () => new Response('<html>log in to the wifi</html>', { status: 200, headers: { 'content-type': 'text/html' } })],
+    ['a 404 page', () => new Response('<html>not here</html>', { status: 404, headers: { 'content-type': 'text/html' } })]
+  ]
+  for (const [what, answer] of notOAuth) {
+    await t.test(`the token endpoint answers with ${what}: 503 for the refresh and the callback, the session kept`, async (t) => {
+      interceptFetch(t, `${provider.issuer}/token`, async () => answer())
+      t.equal((await browserWith(base, login.appCookie).request('/api/token')).status, 503)
+      t.equal((await sessionOf(browserWith(base, login.appCookie))).authenticated, true, 'the session lives on')
+      t.equal((await httpRequest(started.callbackUrl, { headers: { cookie: started.appCookie } })).status, 503)
+    })
+  }
+  await t.test('this client misconfigured (a rotated secret): 500 logged as an error, nobody logged out', async (t) => {
+    interceptFetch(t, `${provider.issuer}/token`, async () => Response.json({ error: 'invalid_client', error_description: 'client authentication failed' }, { status: 401 }))
+    const refresh = await browserWith(base, login.appCookie).request('/api/token')
+    t.equal(refresh.status, 500)
+    t.match(JSON.parse(refresh.body).message, /misconfigured: invalid_client.*OIDC_CLIENT_SECRET/)
     t.equal((await sessionOf(browserWith(base, login.appCookie))).authenticated, true, 'the session lives on')
+    t.equal((await httpRequest(started.callbackUrl, { headers: { cookie: started.appCookie } })).status, 500, 'the callback too')
+  })
+  await t.test('the provider\'s own server_error at the authorization endpoint: 503', async (t) => {
+    const pending = await loginThroughProvider(base, { username: 'ann', stopBeforeCallback: true })
+    const state = new URL(pending.callbackUrl).searchParams.get('state') as string
+    const error = new URLSearchParams({ error: 'temporarily_unavailable', state, iss: provider.issuer })
+    t.equal((await httpRequest(`${base}/auth/callback?${error}`, { headers: { cookie: pending.appCookie } })).status, 503)
   })
   await t.test('the keys cannot be fetched for a logout token', async (t) => {
     interceptFetch(t, `${provider.issuer}/jwks`, async () => new Response('oops', { status: 500 }))
@@ -297,6 +353,10 @@ t.test('refresh: once for many requests at once; a refused refresh ends the sess
     app: {
       sessionRoutes: async (scope) => {
         scope.get('/api/token', async (request) => ({ token: await scope.sso!.accessToken(request) }))
+        scope.get('/api/upstream-down', async (request, reply) => {
+          await scope.sso!.accessToken(request)
+          return reply.code(502).send({ statusCode: 502, error: 'Bad Gateway', message: 'the API behind this route is down' })
+        })
       }
     }
   })
@@ -306,7 +366,7 @@ t.test('refresh: once for many requests at once; a refused refresh ends the sess
   const [before] = await tokensOf(db, 'ann')
   t.equal(JSON.parse((await browser.request('/api/token')).body).token, before!.accessToken, 'a token far from expiry is handed out as it is')
   // The access token is about to expire.
-  const nearExpiry = () => db.pool.query('UPDATE sessions SET data = JSON_SET(data, \'$.sso.accessTokenExpiresAt\', ?) WHERE JSON_VALUE(data, \'$.user.sub\') = \'ann\'', [Date.now() + 5000])
+  const nearExpiry = () => setExpiry(db, 'ann', Date.now() + 5000)
   await nearExpiry()
 
   let refreshes = 0
@@ -338,6 +398,39 @@ t.test('refresh: once for many requests at once; a refused refresh ends the sess
 
   const local = browserWith(base, '')
   t.equal((await local.request('/api/token')).status, 401, 'a session without an SSO login gets 401')
+
+  await t.test('a refresh that another instance did first: its tokens are used, the session kept', async (t) => {
+    const browser = browserWith(base, (await loginThroughProvider(base, { username: 'cat' })).appCookie)
+    await setExpiry(db, 'cat', Date.now() + 5000)
+    // Meanwhile another instance refreshed and saved; the provider rotated the refresh token, so
+    // the one this request holds is spent.
+    interceptFetch(t, `${provider.issuer}/token`, async () => {
+      await db.pool.query('UPDATE sessions SET data = JSON_SET(data, \'$.sso.accessToken\', \'from-the-other-instance\', \'$.sso.refreshToken\', \'rotated\', \'$.sso.accessTokenExpiresAt\', ?) WHERE JSON_VALUE(data, \'$.user.sub\') = \'cat\'', [Date.now() + 300000])
+      return Response.json({ error: 'invalid_grant', error_description: 'grant request is invalid' }, { status: 400 })
+    })
+    const res = await browser.request('/api/token')
+    t.equal(res.status, 200)
+    t.equal(JSON.parse(res.body).token, 'from-the-other-instance')
+    t.equal((await sessionOf(browser)).authenticated, true)
+  })
+
+  await t.test('a refreshed ID token of another subject ends the session', async (t) => {
+    const browser = browserWith(base, (await loginThroughProvider(base, { username: 'dan' })).appCookie)
+    await setExpiry(db, 'dan', Date.now() + 5000)
+    tamperIdTokens(t, provider, (claims) => { claims.sub = 'someone-else' })
+    t.equal((await browser.request('/api/token')).status, 401)
+    t.equal((await sessionOf(browser)).authenticated, false)
+  })
+
+  await t.test('new tokens are saved even when the route answers 502', async (t) => {
+    const browser = browserWith(base, (await loginThroughProvider(base, { username: 'eve' })).appCookie)
+    await setExpiry(db, 'eve', Date.now() + 5000)
+    const [old] = await tokensOf(db, 'eve')
+    const res = await browser.request('/api/upstream-down')
+    t.equal(res.status, 502, 'the route\'s own failure')
+    const [saved] = await tokensOf(db, 'eve')
+    t.not(saved!.accessToken, old!.accessToken, 'the refreshed tokens are in the row')
+  })
 
   const again = browserWith(base, (await loginThroughProvider(base, { username: 'ann' })).appCookie)
   await db.pool.query('UPDATE sessions SET data = JSON_REMOVE(JSON_SET(data, \'$.sso.accessTokenExpiresAt\', ?), \'$.sso.refreshToken\') WHERE JSON_VALUE(data, \'$.user.sub\') = \'ann\'', [Date.now() - 1000])
@@ -426,6 +519,7 @@ t.test('back-channel logout tokens are checked: each refusal is a 400 invalid_re
     ['an HMAC signature', async () => logoutToken(provider, {}, { alg: 'HS256' }), /alg/],
     ['another issuer', async () => logoutToken(provider, { iss: 'https://evil.example' }), /iss/],
     ['another audience', async () => logoutToken(provider, { aud: 'another-client' }), /aud/],
+    ['several audiences, this client not the azp', async () => logoutToken(provider, { aud: ['another-client', provider.clientId] }), /azp/],
     ['no events claim', async () => logoutToken(provider, { events: undefined }), /event/],
     ['another event', async () => logoutToken(provider, { events: { 'http://schemas.openid.net/event/other': {} } }), /event/],
     ['an event that is not an object', async () => logoutToken(provider, { events: { [BACKCHANNEL_LOGOUT_EVENT]: 'yes' } }), /event/],

@@ -238,7 +238,11 @@ function checkSingleSignOn (config: Config): void {
     if (stray) throw new ConfigError(`${stray} is set but OIDC_ISSUER is not: set OIDC_ISSUER to turn single sign-on on`)
     return
   }
-  if (!isHttpUrl(config.OIDC_ISSUER)) throw new ConfigError('OIDC_ISSUER must be an http(s) URL such as https://sso.example/realms/main')
+  // Discovery appends to the issuer's path: a query, a fragment or credentials can never match the
+  // provider's own `issuer`, and SSO would answer 503 for ever instead of failing here.
+  if (!isHttpUrl(config.OIDC_ISSUER) || /[?#]/.test(config.OIDC_ISSUER) || new URL(config.OIDC_ISSUER).username !== '') {
+    throw new ConfigError('OIDC_ISSUER must be an http(s) URL without query, fragment or credentials, such as https://sso.example/realms/main')
+  }
   // Tokens cross this connection: plain HTTP only to a provider on this machine (development, tests).
   if (!config.OIDC_ISSUER.startsWith('https:') && !isLoopbackUrl(config.OIDC_ISSUER)) {
     throw new ConfigError('OIDC_ISSUER must be https (plain http only for a provider on 127.0.0.1, ::1 or localhost)')

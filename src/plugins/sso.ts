@@ -41,7 +41,7 @@ export default fp(async function ssoPlugin (fastify) {
     publicUrl: config.PUBLIC_URL as string,
     scopes: config.OIDC_SCOPES
   }, fastify.log)
-  const accessTokens = new AccessTokens(client)
+  const accessTokens = new AccessTokens(client, fastify.sessionStore)
   fastify.decorate('sso', {
     client,
     logoutTokens: new LogoutTokenVerifier(client.settings.clientId),

@@ -17,15 +17,17 @@ const LOGOUT_TOKEN_MEMORY_MS = (LOGOUT_TOKEN_MAX_AGE_S + 2 * CLOCK_TOLERANCE_S) 
 const CALLBACK_OUTCOMES: Partial<Record<number, LoginOutcome>> = { 302: 'success', 400: 'invalid', 503: 'unavailable' }
 
 /**
- * `returnTo` as a path of this site, or undefined when it would lead elsewhere: an absolute URL, a
- * scheme-relative `//host`, a backslash (which browsers read as a slash), a control character.
+ * `returnTo` as an absolute URL of this site, or undefined when it would lead elsewhere: an
+ * absolute URL, a scheme-relative `//host`, a backslash (which browsers read as a slash), a control
+ * character, or a path that becomes `//host` once its dot segments go (`/.//evil`, `/%2e%2e//evil`).
+ * The redirect then names PUBLIC_URL's origin itself, so no reading of the path can leave it.
  */
-export function sameSitePath (returnTo: string, publicUrl: string): string | undefined {
+export function sameSiteUrl (returnTo: string, publicUrl: string): string | undefined {
   const controlOrBackslash = [...returnTo].some((char) => char === '\\' || char.charCodeAt(0) < 0x20 || char.charCodeAt(0) === 0x7f)
   if (!returnTo.startsWith('/') || returnTo.startsWith('//') || controlOrBackslash) return undefined
   const url = new URL(returnTo, publicUrl)
-  if (url.origin !== new URL(publicUrl).origin) return undefined
-  return `${url.pathname}${url.search}${url.hash}`
+  if (url.origin !== new URL(publicUrl).origin || url.pathname.startsWith('//')) return undefined
+  return url.href
 }
 
 /** Both SSO scopes take HTML forms' bodies (the page's logout form, the provider's logout token). */
@@ -64,7 +66,7 @@ export default async function ssoRoutes (fastify: FastifyInstance) {
       response: { 302: { type: 'null', description: 'To the provider' }, 400: errorBody, 403: errorBody, 503: errorBody }
     }
   }, async (request, reply) => {
-    const returnTo = sameSitePath(request.query.returnTo || '/', publicUrl)
+    const returnTo = sameSiteUrl(request.query.returnTo || '/', publicUrl)
     if (returnTo === undefined) throw new HttpError(400, 'returnTo must be a path on this site, such as /account')
     const session = writableSession(request.raw.session)
     const { url, pending } = await client.beginLogin(returnTo)
@@ -88,7 +90,8 @@ export default async function ssoRoutes (fastify: FastifyInstance) {
   }, async (request, reply) => {
     const pre = writableSession(request.raw.session)
     const pending = pre.ssoLogin
-    // One use: whatever happens next, this login's state and verifier are spent.
+    // One use: this login's state and verifier are spent by any answer but a 5xx (the bridge saves
+    // no session then, so a callback the provider could not complete may be tried again).
     delete pre.ssoLogin
     noStore(reply)
     if (!pending) {

@@ -81,7 +81,23 @@ export function sessionShapeProblem (data: JsonObject): string | undefined {
   if (data.createdAt !== undefined && !isTimeNumber(data.createdAt)) return 'createdAt is not a time in ms'
   if (data.userAgent !== undefined && typeof data.userAgent !== 'string') return 'userAgent is not a string'
   if (data.ip !== undefined && typeof data.ip !== 'string') return 'ip is not a string'
+  if (data.ssoLogin !== undefined && !hasFields(data.ssoLogin, { state: 'string', nonce: 'string', codeVerifier: 'string', returnTo: 'string', startedAt: 'number' })) {
+    return 'ssoLogin is not a pending single sign-on login'
+  }
+  if (data.sso !== undefined && !hasFields(data.sso, { idToken: 'string', accessToken: 'string', refreshToken: 'string?', accessTokenExpiresAt: 'number?', sid: 'string?' })) {
+    return 'sso does not hold the provider\'s tokens'
+  }
   return undefined
+}
+
+/** Whether `value` is an object whose fields have these types (`?`: or absent). */
+function hasFields (value: unknown, types: Record<string, 'string' | 'number' | 'string?' | 'number?'>): boolean {
+  if (!isPlainObject(value)) return false
+  return Object.entries(types).every(([name, type]) => {
+    const field = value[name]
+    if (field === undefined) return type.endsWith('?')
+    return type.startsWith('number') ? typeof field === 'number' && Number.isFinite(field) : typeof field === 'string'
+  })
 }
 
 /** Stored data that `sessionShapeProblem` accepted. */

@@ -170,11 +170,17 @@ export class OidcClient {
     }
   }
 
-  /** New tokens for a refresh token; rejects with ProviderRefusedError when the provider says no. */
-  async refresh (current: ProviderTokens): Promise<ProviderTokens> {
+  /**
+   * New tokens for the refresh token of `subject`'s login. Rejects with a ProviderRefusedError whose
+   * `endsLogin` is set when the provider refused the grant (revoked, expired, ended there) or
+   * answered for another subject; with an HttpError for everything that says nothing about the
+   * login (the provider unreachable, its answer unusable, this client misconfigured).
+   */
+  async refresh (current: ProviderTokens & { refreshToken: string }, subject: string): Promise<ProviderTokens> {
     const configuration = await this.ready()
-    if (!current.refreshToken) throw new ProviderRefusedError('no refresh token')
-    const tokens = await this.call(() => oidc.refreshTokenGrant(configuration, current.refreshToken as string))
+    const tokens = await this.call(() => oidc.refreshTokenGrant(configuration, current.refreshToken))
+    // OpenID Connect Core 12.2: a refreshed ID token is of the same subject.
+    if (tokens.id_token && tokens.claims()?.sub !== subject) throw new ProviderRefusedError('the refreshed ID token names another subject', true)
     // A provider may rotate the refresh token and the ID token, or keep them.
     return this.tokensFrom(tokens, { ...current, idToken: tokens.id_token ?? current.idToken })
   }
@@ -200,16 +206,41 @@ export class OidcClient {
     }
   }
 
-  /** Runs a request to the provider: unreachable is a 503, a refusal a ProviderRefusedError. */
+  /** Runs a request to the provider; its failure as the answer it calls for (classifyFailure). */
   private async call<T> (request: () => Promise<T>): Promise<T> {
     try {
       return await request()
     } catch (error) {
-      if (isUnreachable(error)) throw providerUnavailable()
-      if (error instanceof oidc.ResponseBodyError && error.status >= 500) throw providerUnavailable()
-      throw new ProviderRefusedError(describeProviderError(error))
+      throw classifyFailure(error)
     }
   }
+}
+
+// OAuth errors that say this client is set up wrong, at the provider or here: no user's fault.
+const CLIENT_SETUP_ERRORS = new Set(['invalid_client', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope'])
+
+/**
+ * Who a failure is about. The provider not answering, or answering as no OAuth server would (a
+ * proxy's HTML, a 429, a 5xx, server_error): 503. This client set up wrong (a wrong secret): 500,
+ * logged as an error. Anything else is about this login (a replayed code, a state, nonce or ID
+ * token that does not check out, the person cancelling): a ProviderRefusedError, 400.
+ */
+function classifyFailure (error: unknown): Error {
+  if (isUnreachable(error)) return providerUnavailable()
+  if (error instanceof oidc.WWWAuthenticateChallengeError) return clientMisconfigured('the provider refused this client\'s credentials')
+  if (error instanceof oidc.ResponseBodyError) {
+    if (error.status >= 500 || error.status === 408 || error.status === 429) return providerUnavailable()
+    if (CLIENT_SETUP_ERRORS.has(error.error)) return clientMisconfigured(describeProviderError(error))
+    return new ProviderRefusedError(describeProviderError(error), error.error === 'invalid_grant')
+  }
+  if (error instanceof oidc.AuthorizationResponseError && (error.error === 'server_error' || error.error === 'temporarily_unavailable')) {
+    return providerUnavailable()
+  }
+  return new ProviderRefusedError(describeProviderError(error))
+}
+
+function clientMisconfigured (reason: string): HttpError {
+  return new HttpError(500, `Single sign-on is misconfigured: ${reason} (check OIDC_CLIENT_ID, OIDC_CLIENT_SECRET and the client's settings at the provider)`)
 }
 
 /**
@@ -217,7 +248,8 @@ export class OidcClient {
  * audience, a revoked refresh token. The message names the check; it never holds a token.
  */
 export class ProviderRefusedError extends HttpError {
-  constructor (reason: string) {
+  /** @param endsLogin the provider refused the grant itself: the login is over there. */
+  constructor (reason: string, readonly endsLogin = false) {
     super(400, `Single sign-on failed: ${reason}`)
   }
 }
@@ -237,7 +269,8 @@ function isUnreachable (error: unknown): boolean {
     const { name, code } = cause as { name?: string, code?: string }
     if (name === 'TimeoutError' || name === 'AbortError' || code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT') return true
     if (cause instanceof TypeError && /fetch failed/i.test(cause.message)) return true
-    if (cause instanceof Response && cause.status >= 500) return true
+    // openid-client keeps an answer that is not OAuth at all (HTML, plain text) as the cause.
+    if (cause instanceof Response) return true
   }
   return false
 }
