@@ -5,13 +5,13 @@
 # release) is the npm package `node`, which carries the official binary, installed once per exact
 # version into a cache directory. npm test then runs with that node first in PATH, so npm, tsx, tap
 # and every process the tests start use it. By default a representative set of test files
-# (configuration, store, session lifecycle, login, the real server process), under a minute a
+# (configuration, store, session lifecycle, login, the real server process, single sign-on), about a minute a
 # version; `--all` runs the whole suite. Prints one line per version and exits 1 if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 cache=${NODE_VERSIONS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fastify-session-backend/node}
-files=(test/config.test.ts test/store.test.ts test/session-lifecycle.test.ts test/login.test.ts test/server-process.test.ts)
+files=(test/config.test.ts test/store.test.ts test/session-lifecycle.test.ts test/login.test.ts test/server-process.test.ts test/sso.test.ts)
 versions=()
 for arg in "$@"; do
   case $arg in

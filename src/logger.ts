@@ -3,7 +3,7 @@ import type { LoggerOptions } from 'pino'
 
 // Query parameters that carry a credential: the provider's code and state on /auth/callback (and
 // tokens, should a provider ever put one in a URL).
-const SECRET_PARAMETERS = /([?&](?:code|state|session_state|id_token|access_token|refresh_token|logout_token|id_token_hint)=)[^&#]*/gi
+const SECRET_PARAMETERS = /([?&](?:code|state|session_state|id_token|access_token|refresh_token|logout_token|id_token_hint)=)[^&#\s]*/gi
 
 /** The request URL as it is logged: credentials in the query replaced. */
 export function loggedUrl (url: string): string {

@@ -71,6 +71,7 @@ const badValues: Array<[string, Env, string]> = [
   ['an issuer with a query', { ...sso, OIDC_ISSUER: 'https://sso.example/realms/x?tenant=1' }, 'OIDC_ISSUER must be an http(s) URL without query, fragment or credentials, such as https://sso.example/realms/main'],
   ['an issuer with a fragment', { ...sso, OIDC_ISSUER: 'https://sso.example/realms/x#a' }, 'OIDC_ISSUER must be an http(s) URL without query, fragment or credentials, such as https://sso.example/realms/main'],
   ['an issuer with credentials', { ...sso, OIDC_ISSUER: 'https://user:pw@sso.example/realms/x' }, 'OIDC_ISSUER must be an http(s) URL without query, fragment or credentials, such as https://sso.example/realms/main'],
+  ['an issuer with a password only', { ...sso, OIDC_ISSUER: 'https://:pw@sso.example/realms/x' }, 'OIDC_ISSUER must be an http(s) URL without query, fragment or credentials, such as https://sso.example/realms/main'],
   ['an issuer over plain HTTP on the network', { ...sso, OIDC_ISSUER: 'http://sso.example/realms/main' }, 'OIDC_ISSUER must be https (plain http only for a provider on 127.0.0.1, ::1 or localhost)'],
   ['an issuer without a client id', { ...sso, OIDC_CLIENT_ID: undefined }, 'OIDC_CLIENT_ID is required when OIDC_ISSUER is set'],
   ['an issuer without a client secret', { ...sso, OIDC_CLIENT_SECRET: undefined }, 'OIDC_CLIENT_SECRET is required when OIDC_ISSUER is set'],

@@ -137,7 +137,7 @@ t.test('a callback URL that misses the route is logged with its code redacted to
   const res = await httpRequest(`${instance!.base}/auth/callback/?code=the-one-time-code&state=the-state`)
   t.equal(res.status, 404)
   t.notMatch(log.text(), /the-one-time-code|the-state/, 'neither the code nor the state in the log')
-  t.match(log.text(), /code=\[redacted\]/)
+  t.match(log.text(), /code=\[redacted\]&state=\[redacted\] not found/, 'and the rest of the message kept')
 })
 
 t.test('pending logins and tokens of the wrong shape in a row are not used', async (t) => {
@@ -322,12 +322,26 @@ t.test('a provider that times out or answers 5xx is unavailable (503), not a ref
     t.equal((await sessionOf(browserWith(base, login.appCookie))).authenticated, true, 'the session lives on')
     t.equal((await httpRequest(started.callbackUrl, { headers: { cookie: started.appCookie } })).status, 500, 'the callback too')
   })
-  await t.test('the provider\'s own server_error at the authorization endpoint: 503', async (t) => {
+  await t.test('temporarily_unavailable in the callback URL: 400, since anybody can write it there', async (t) => {
     const pending = await loginThroughProvider(base, { username: 'ann', stopBeforeCallback: true })
     const state = new URL(pending.callbackUrl).searchParams.get('state') as string
     const error = new URLSearchParams({ error: 'temporarily_unavailable', state, iss: provider.issuer })
-    t.equal((await httpRequest(`${base}/auth/callback?${error}`, { headers: { cookie: pending.appCookie } })).status, 503)
+    const res = await httpRequest(`${base}/auth/callback?${error}`, { headers: { cookie: pending.appCookie } })
+    t.equal(res.status, 400)
+    t.match(JSON.parse(res.body).message, /temporarily_unavailable/)
   })
+  const troubled: Array<[string, () => Response, number]> = [
+    ['temporarily_unavailable from the token endpoint itself', () => Response.json({ error: 'temporarily_unavailable' }, { status: 400 }), 503],
+    ['a JSON body cut off', () => new Response('{"access_token":"abc', { status: 200, headers: { 'content-type': 'application/json' } }), 503],
+    ['a 401 page that is not OAuth (a wrong secret behind a gateway)', () => new Response('Unauthorized', { status: 401, headers: { 'content-type': 'text/plain' } }), 500]
+  ]
+  for (const [what, answer, status] of troubled) {
+    await t.test(`${what}: ${status}, the session kept`, async (t) => {
+      interceptFetch(t, `${provider.issuer}/token`, async () => answer())
+      t.equal((await browserWith(base, login.appCookie).request('/api/token')).status, status)
+      t.equal((await sessionOf(browserWith(base, login.appCookie))).authenticated, true, 'the session lives on')
+    })
+  }
   await t.test('the keys cannot be fetched for a logout token', async (t) => {
     interceptFetch(t, `${provider.issuer}/jwks`, async () => new Response('oops', { status: 500 }))
     const res = await postLogoutToken(base, await logoutToken(provider))
@@ -354,6 +368,8 @@ t.test('refresh: once for many requests at once; a refused refresh ends the sess
       sessionRoutes: async (scope) => {
         scope.get('/api/token', async (request) => ({ token: await scope.sso!.accessToken(request) }))
         scope.get('/api/upstream-down', async (request, reply) => {
+          // A change the failed answer must not save.
+          request.raw.session!.state = { changedBy: 'a failed request' }
           await scope.sso!.accessToken(request)
           return reply.code(502).send({ statusCode: 502, error: 'Bad Gateway', message: 'the API behind this route is down' })
         })
@@ -414,6 +430,17 @@ t.test('refresh: once for many requests at once; a refused refresh ends the sess
     t.equal((await sessionOf(browser)).authenticated, true)
   })
 
+  await t.test('tokens in the row that are no fresher (a slow request wrote old ones back) are not used', async (t) => {
+    const browser = browserWith(base, (await loginThroughProvider(base, { username: 'fay' })).appCookie)
+    await setExpiry(db, 'fay', Date.now() + 5000)
+    interceptFetch(t, `${provider.issuer}/token`, async () => {
+      await db.pool.query('UPDATE sessions SET data = JSON_SET(data, \'$.sso.accessToken\', \'stale\', \'$.sso.refreshToken\', \'older\', \'$.sso.accessTokenExpiresAt\', ?) WHERE JSON_VALUE(data, \'$.user.sub\') = \'fay\'', [Date.now() - 600000])
+      return Response.json({ error: 'invalid_grant' }, { status: 400 })
+    })
+    t.equal((await browser.request('/api/token')).status, 401, 'an expired token is not handed out')
+    t.equal((await sessionOf(browser)).authenticated, false, 'the login is over')
+  })
+
   await t.test('a refreshed ID token of another subject ends the session', async (t) => {
     const browser = browserWith(base, (await loginThroughProvider(base, { username: 'dan' })).appCookie)
     await setExpiry(db, 'dan', Date.now() + 5000)
@@ -430,6 +457,8 @@ t.test('refresh: once for many requests at once; a refused refresh ends the sess
     t.equal(res.status, 502, 'the route\'s own failure')
     const [saved] = await tokensOf(db, 'eve')
     t.not(saved!.accessToken, old!.accessToken, 'the refreshed tokens are in the row')
+    const [row] = [...(await rows(db)).values()].filter((data) => data.user?.sub === 'eve')
+    t.equal(row!.state, undefined, 'and nothing else the failed request changed')
   })
 
   const again = browserWith(base, (await loginThroughProvider(base, { username: 'ann' })).appCookie)
@@ -520,6 +549,7 @@ t.test('back-channel logout tokens are checked: each refusal is a 400 invalid_re
     ['another issuer', async () => logoutToken(provider, { iss: 'https://evil.example' }), /iss/],
     ['another audience', async () => logoutToken(provider, { aud: 'another-client' }), /aud/],
     ['several audiences, this client not the azp', async () => logoutToken(provider, { aud: ['another-client', provider.clientId] }), /azp/],
+    ['another client as azp', async () => logoutToken(provider, { azp: 'another-client' }), /azp/],
     ['no events claim', async () => logoutToken(provider, { events: undefined }), /event/],
     ['another event', async () => logoutToken(provider, { events: { 'http://schemas.openid.net/event/other': {} } }), /event/],
     ['an event that is not an object', async () => logoutToken(provider, { events: { [BACKCHANNEL_LOGOUT_EVENT]: 'yes' } }), /event/],

@@ -240,7 +240,7 @@ function checkSingleSignOn (config: Config): void {
   }
   // Discovery appends to the issuer's path: a query, a fragment or credentials can never match the
   // provider's own `issuer`, and SSO would answer 503 for ever instead of failing here.
-  if (!isHttpUrl(config.OIDC_ISSUER) || /[?#]/.test(config.OIDC_ISSUER) || new URL(config.OIDC_ISSUER).username !== '') {
+  if (!isHttpUrl(config.OIDC_ISSUER) || /[?#@]/.test(config.OIDC_ISSUER)) {
     throw new ConfigError('OIDC_ISSUER must be an http(s) URL without query, fragment or credentials, such as https://sso.example/realms/main')
   }
   // Tokens cross this connection: plain HTTP only to a provider on this machine (development, tests).

@@ -17,17 +17,25 @@ const LOGOUT_TOKEN_MEMORY_MS = (LOGOUT_TOKEN_MAX_AGE_S + 2 * CLOCK_TOLERANCE_S) 
 const CALLBACK_OUTCOMES: Partial<Record<number, LoginOutcome>> = { 302: 'success', 400: 'invalid', 503: 'unavailable' }
 
 /**
- * `returnTo` as an absolute URL of this site, or undefined when it would lead elsewhere: an
- * absolute URL, a scheme-relative `//host`, a backslash (which browsers read as a slash), a control
- * character, or a path that becomes `//host` once its dot segments go (`/.//evil`, `/%2e%2e//evil`).
- * The redirect then names PUBLIC_URL's origin itself, so no reading of the path can leave it.
+ * `returnTo` as a path of this site (dot segments resolved), or undefined when it would lead
+ * elsewhere: an absolute URL, a scheme-relative `//host`, a backslash (which browsers read as a
+ * slash), a control character, or a path that becomes `//host` once its dot segments go (`/.//evil`,
+ * `/%2e%2e//evil`). The callback redirects to it on PUBLIC_URL (returnToUrl), never to the path alone.
  */
-export function sameSiteUrl (returnTo: string, publicUrl: string): string | undefined {
+export function sameSitePath (returnTo: string, publicUrl: string): string | undefined {
   const controlOrBackslash = [...returnTo].some((char) => char === '\\' || char.charCodeAt(0) < 0x20 || char.charCodeAt(0) === 0x7f)
   if (!returnTo.startsWith('/') || returnTo.startsWith('//') || controlOrBackslash) return undefined
   const url = new URL(returnTo, publicUrl)
   if (url.origin !== new URL(publicUrl).origin || url.pathname.startsWith('//')) return undefined
-  return url.href
+  return `${url.pathname}${url.search}${url.hash}`
+}
+
+/**
+ * Where the callback sends the browser: the pending login's path on PUBLIC_URL, checked again (a
+ * login started before an upgrade may hold a returnTo that older rules let through).
+ */
+function returnToUrl (returnTo: string, publicUrl: string): string {
+  return `${publicUrl}${sameSitePath(returnTo, publicUrl) ?? '/'}`
 }
 
 /** Both SSO scopes take HTML forms' bodies (the page's logout form, the provider's logout token). */
@@ -66,7 +74,7 @@ export default async function ssoRoutes (fastify: FastifyInstance) {
       response: { 302: { type: 'null', description: 'To the provider' }, 400: errorBody, 403: errorBody, 503: errorBody }
     }
   }, async (request, reply) => {
-    const returnTo = sameSiteUrl(request.query.returnTo || '/', publicUrl)
+    const returnTo = sameSitePath(request.query.returnTo || '/', publicUrl)
     if (returnTo === undefined) throw new HttpError(400, 'returnTo must be a path on this site, such as /account')
     const session = writableSession(request.raw.session)
     const { url, pending } = await client.beginLogin(returnTo)
@@ -106,7 +114,7 @@ export default async function ssoRoutes (fastify: FastifyInstance) {
     const session = await startLoggedInSession(request, login.user)
     session.sso = login.tokens
     request.log.info({ outcome: 'success', user: login.user.name, method: 'sso' }, 'login')
-    return reply.redirect(pending.returnTo, 302)
+    return reply.redirect(returnToUrl(pending.returnTo, publicUrl), 302)
   })
 
   fastify.post('/auth/logout', {

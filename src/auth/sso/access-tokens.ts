@@ -1,8 +1,10 @@
 import { promisify } from 'node:util'
+import type { SessionData } from 'express-session'
 import type { FastifyRequest } from 'fastify'
 import { HttpError } from '../../http-error.js'
-import type { ManagedStore } from '../../session/managed-store.js'
-import type { RequestSession } from '../../session/session-data.js'
+import { SessionEndedError, type ManagedStore } from '../../session/managed-store.js'
+import type { SessionUser } from '../../session/session-data.js'
+import { sessionShapeProblem } from '../../session/stored-data.js'
 import { ProviderRefusedError, type OidcClient, type ProviderTokens } from './oidc-client.js'
 
 /** An access token that expires sooner than this is refreshed before it is handed out. */
@@ -17,9 +19,10 @@ type RefreshableTokens = ProviderTokens & { refreshToken: string }
 /**
  * Hands routes a valid access token for the request's SSO user, refreshing it with the refresh
  * token when it is near expiry: once per access token in this process, however many requests ask
- * at once. New tokens are saved at once, whatever the route then answers (a 502 of its own must not
- * lose a refresh token the provider has already rotated). When the provider refuses the refresh
- * (the login was ended or revoked there), the local session ends too and the route answers 401.
+ * at once. The new tokens are written into the stored session at once, and nothing else with them:
+ * a route that then fails (a 502 of its own) neither loses a refresh token the provider has rotated
+ * nor saves its other changes. When the provider refuses the refresh (the login was ended or
+ * revoked there), the local session ends too and the route answers 401.
  */
 export class AccessTokens {
   private readonly refreshes = new Map<string, Promise<ProviderTokens>>()
@@ -28,9 +31,10 @@ export class AccessTokens {
 
   async of (request: FastifyRequest): Promise<string> {
     const session = request.raw.session
+    const sessionId = request.raw.sessionID
     const tokens = session?.sso
-    const subject = session?.user?.sub
-    if (!session || !tokens || subject === undefined) throw new HttpError(401, 'Log in with single sign-on first')
+    const user = session?.user
+    if (!session || !tokens || sessionId === undefined || user?.sub === undefined) throw new HttpError(401, 'Log in with single sign-on first')
     const expiresAt = tokens.accessTokenExpiresAt
     if (expiresAt === undefined || expiresAt - Date.now() > REFRESH_MARGIN_MS) return tokens.accessToken
     if (!tokens.refreshToken) {
@@ -40,17 +44,23 @@ export class AccessTokens {
       throw new HttpError(401, 'The access token expired and the identity provider gave no refresh token: log in with single sign-on again')
     }
     try {
-      session.sso = await this.refreshOnce(tokens as RefreshableTokens, subject)
+      session.sso = await this.refreshOnce(sessionId, tokens as RefreshableTokens, user.sub)
+      return session.sso.accessToken
     } catch (error) {
+      if (error instanceof SessionEndedError) {
+        // Logged out or revoked while the refresh ran: as the bridge does, nothing is written back.
+        delete request.raw.session
+        throw new HttpError(error.statusCode, error.message)
+      }
       if (!(error instanceof ProviderRefusedError)) throw error
       if (!error.endsLogin) {
         request.log.warn({ reason: error.message }, 'the identity provider\'s answer to a token refresh could not be used')
         throw new HttpError(502, 'The identity provider\'s answer to a token refresh could not be used; try again')
       }
-      // Another request or instance may have refreshed first and spent the refresh token this one
-      // holds: its tokens are in the row.
-      const stored = await this.storedTokens(request.raw.sessionID)
-      if (stored && stored.refreshToken !== tokens.refreshToken && stored.accessToken !== tokens.accessToken) {
+      // A refused grant may only mean that another request or instance refreshed first and spent
+      // the refresh token this one holds: then its fresh tokens are in the row.
+      const stored = error.endsLogin === 'grant' ? await this.newerStoredTokens(sessionId, tokens, user) : undefined
+      if (stored) {
         session.sso = stored
         return stored.accessToken
       }
@@ -58,17 +68,18 @@ export class AccessTokens {
       await promisify(session.destroy.bind(session))()
       throw new HttpError(401, 'The identity provider ended this login: log in again')
     }
-    await saveNow(session)
-    return session.sso.accessToken
   }
 
-  private refreshOnce (tokens: RefreshableTokens, subject: string): Promise<ProviderTokens> {
+  private refreshOnce (sessionId: string, tokens: RefreshableTokens, subject: string): Promise<ProviderTokens> {
     // By the access token it replaces: requests holding the same one share its refresh; a request
     // holding the result (the refresh token may stay the same) starts the next one.
     const key = tokens.accessToken
     let refresh = this.refreshes.get(key)
     if (!refresh) {
-      refresh = this.client.refresh(tokens, subject)
+      refresh = this.client.refresh(tokens, subject).then(async (fresh) => {
+        await this.saveTokens(sessionId, fresh)
+        return fresh
+      })
       this.refreshes.set(key, refresh)
       const forget = () => { setTimeout(() => this.refreshes.delete(key), REUSE_RESULT_MS).unref() }
       // A failure that may pass (the provider unreachable) is not kept: the next request tries again.
@@ -80,13 +91,25 @@ export class AccessTokens {
     return refresh
   }
 
-  private async storedTokens (sessionId: string | undefined): Promise<ProviderTokens | undefined> {
-    if (sessionId === undefined) return undefined
-    const data = await promisify(this.store.get.bind(this.store))(sessionId)
-    return data?.sso
+  /** Writes `tokens` into the stored session as it is in the store; rejects with SessionEndedError if it is gone. */
+  private async saveTokens (sessionId: string, tokens: ProviderTokens): Promise<void> {
+    const stored = await this.read(sessionId)
+    if (!stored) throw new SessionEndedError()
+    stored.sso = tokens
+    await promisify(this.store.set.bind(this.store))(sessionId, stored)
   }
-}
 
-function saveNow (session: RequestSession): Promise<void> {
-  return promisify(session.save.bind(session))()
+  /** The row's tokens, if they are another refresh's of the same user and still good for a while. */
+  private async newerStoredTokens (sessionId: string, held: ProviderTokens, user: SessionUser): Promise<ProviderTokens | undefined> {
+    const stored = await this.read(sessionId)
+    const tokens = stored?.sso
+    if (!stored || !tokens || sessionShapeProblem(stored as never) !== undefined) return undefined
+    if (stored.user?.sub !== user.sub || stored.user?.iss !== user.iss || tokens.refreshToken === held.refreshToken) return undefined
+    const expiresAt = tokens.accessTokenExpiresAt
+    return expiresAt === undefined || expiresAt - Date.now() > REFRESH_MARGIN_MS ? tokens : undefined
+  }
+
+  private async read (sessionId: string): Promise<SessionData | undefined> {
+    return await promisify(this.store.get.bind(this.store))(sessionId) ?? undefined
+  }
 }

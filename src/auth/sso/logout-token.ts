@@ -69,9 +69,11 @@ export class LogoutTokenVerifier {
       throw new InvalidLogoutTokenError('logout token refused: no back-channel logout event')
     }
     if ('nonce' in payload) throw new InvalidLogoutTokenError('logout token refused: it has a nonce (an ID token is not a logout token)')
-    // As for ID tokens (Core 3.1.3.7): a token for several audiences must name this client as azp.
-    if (Array.isArray(payload.aud) && payload.aud.length > 1 && payload.azp !== this.clientId) {
-      throw new InvalidLogoutTokenError('logout token refused: several audiences and this client is not its azp')
+    // As for ID tokens (Core 3.1.3.7): a token for several audiences must name this client as azp,
+    // and an azp, when there is one, must be this client.
+    const audiences = Array.isArray(payload.aud) ? payload.aud.length : 1
+    if ((audiences > 1 || payload.azp !== undefined) && payload.azp !== this.clientId) {
+      throw new InvalidLogoutTokenError('logout token refused: its azp is not this client')
     }
     const sub = typeof payload.sub === 'string' && payload.sub.length > 0 ? payload.sub : undefined
     const sid = typeof payload.sid === 'string' && payload.sid.length > 0 ? payload.sid : undefined

@@ -180,7 +180,7 @@ export class OidcClient {
     const configuration = await this.ready()
     const tokens = await this.call(() => oidc.refreshTokenGrant(configuration, current.refreshToken))
     // OpenID Connect Core 12.2: a refreshed ID token is of the same subject.
-    if (tokens.id_token && tokens.claims()?.sub !== subject) throw new ProviderRefusedError('the refreshed ID token names another subject', true)
+    if (tokens.id_token && tokens.claims()?.sub !== subject) throw new ProviderRefusedError('the refreshed ID token names another subject', 'subject')
     // A provider may rotate the refresh token and the ID token, or keep them.
     return this.tokensFrom(tokens, { ...current, idToken: tokens.id_token ?? current.idToken })
   }
@@ -216,27 +216,38 @@ export class OidcClient {
   }
 }
 
-// OAuth errors that say this client is set up wrong, at the provider or here: no user's fault.
+// OAuth errors of the token endpoint that say this client is set up wrong: no user's fault.
 const CLIENT_SETUP_ERRORS = new Set(['invalid_client', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope'])
+// ... and that say the provider is in trouble.
+const PROVIDER_TROUBLE_ERRORS = new Set(['server_error', 'temporarily_unavailable'])
 
 /**
  * Who a failure is about. The provider not answering, or answering as no OAuth server would (a
- * proxy's HTML, a 429, a 5xx, server_error): 503. This client set up wrong (a wrong secret): 500,
- * logged as an error. Anything else is about this login (a replayed code, a state, nonce or ID
- * token that does not check out, the person cancelling): a ProviderRefusedError, 400.
+ * proxy's HTML, a cut body, a 429, a 5xx, server_error): 503. This client set up wrong (a wrong
+ * secret): 500, logged as an error. Anything else is about this login (a replayed code, a state,
+ * nonce or ID token that does not check out, the person cancelling): a ProviderRefusedError, 400.
+ * What arrives in the callback's URL (`error=…`) is the browser's to say, so it is never a 503 or a
+ * 500 there: anybody could send it, and the pending login is spent by it.
  */
 function classifyFailure (error: unknown): Error {
-  if (isUnreachable(error)) return providerUnavailable()
-  if (error instanceof oidc.WWWAuthenticateChallengeError) return clientMisconfigured('the provider refused this client\'s credentials')
-  if (error instanceof oidc.ResponseBodyError) {
-    if (error.status >= 500 || error.status === 408 || error.status === 429) return providerUnavailable()
-    if (CLIENT_SETUP_ERRORS.has(error.error)) return clientMisconfigured(describeProviderError(error))
-    return new ProviderRefusedError(describeProviderError(error), error.error === 'invalid_grant')
+  const status = statusOf(error)
+  if (status === 401 && !(error instanceof oidc.ResponseBodyError && error.error === 'invalid_grant')) {
+    return clientMisconfigured(error instanceof oidc.ResponseBodyError ? describeProviderError(error) : 'the provider refused this client\'s credentials')
   }
-  if (error instanceof oidc.AuthorizationResponseError && (error.error === 'server_error' || error.error === 'temporarily_unavailable')) {
-    return providerUnavailable()
+  if (isUnreachable(error) || (status !== undefined && (status >= 500 || status === 408 || status === 429))) return providerUnavailable()
+  if (error instanceof oidc.ResponseBodyError) {
+    if (PROVIDER_TROUBLE_ERRORS.has(error.error)) return providerUnavailable()
+    if (CLIENT_SETUP_ERRORS.has(error.error)) return clientMisconfigured(describeProviderError(error))
+    return new ProviderRefusedError(describeProviderError(error), error.error === 'invalid_grant' ? 'grant' : undefined)
   }
   return new ProviderRefusedError(describeProviderError(error))
+}
+
+/** The HTTP status of the provider's answer a failure is about, if it is about one. */
+function statusOf (error: unknown): number | undefined {
+  if (error instanceof oidc.ResponseBodyError || error instanceof oidc.WWWAuthenticateChallengeError) return error.status
+  const cause = (error as Error | undefined)?.cause
+  return cause instanceof Response ? cause.status : undefined
 }
 
 function clientMisconfigured (reason: string): HttpError {
@@ -248,8 +259,11 @@ function clientMisconfigured (reason: string): HttpError {
  * audience, a revoked refresh token. The message names the check; it never holds a token.
  */
 export class ProviderRefusedError extends HttpError {
-  /** @param endsLogin the provider refused the grant itself: the login is over there. */
-  constructor (reason: string, readonly endsLogin = false) {
+  /**
+   * @param endsLogin whether the login is over: the provider refused the grant itself ('grant'), or
+   * answered a refresh for another subject ('subject').
+   */
+  constructor (reason: string, readonly endsLogin?: 'grant' | 'subject') {
     super(400, `Single sign-on failed: ${reason}`)
   }
 }
@@ -260,16 +274,17 @@ export function providerUnavailable (): HttpError {
 }
 
 /**
- * Whether a failure means the provider did not answer (or answered as a server in trouble): a
- * refused or cut connection, a timeout, a 5xx that is not even JSON. openid-client wraps some of
- * these (OAUTH_TIMEOUT), so the causes are looked at too.
+ * Whether a failure means the provider did not answer as an OAuth server: a refused or cut
+ * connection, a timeout, a body cut off or not JSON, an answer that is not OAuth at all (HTML,
+ * plain text: openid-client keeps the Response as the cause). openid-client wraps some of these
+ * (OAUTH_TIMEOUT, OAUTH_PARSE_ERROR), so the causes are looked at too.
  */
 function isUnreachable (error: unknown): boolean {
   for (let cause = error, depth = 0; cause !== undefined && cause !== null && depth < 4; cause = (cause as Error).cause, depth++) {
     const { name, code } = cause as { name?: string, code?: string }
-    if (name === 'TimeoutError' || name === 'AbortError' || code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT') return true
-    if (cause instanceof TypeError && /fetch failed/i.test(cause.message)) return true
-    // openid-client keeps an answer that is not OAuth at all (HTML, plain text) as the cause.
+    if (name === 'TimeoutError' || name === 'AbortError') return true
+    if (code === 'OAUTH_TIMEOUT' || code === 'OAUTH_ABORT' || code === 'OAUTH_PARSE_ERROR' || code?.startsWith('UND_ERR')) return true
+    if (cause instanceof TypeError && /fetch failed|terminated/i.test(cause.message)) return true
     if (cause instanceof Response) return true
   }
   return false
