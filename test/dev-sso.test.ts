@@ -103,7 +103,7 @@ t.test('npm run dev:sso: the provider and the server answer, a login through the
 
   const login = await loginThroughProvider(app, { username: 'demo' })
   t.equal(login.callbackStatus, 302, 'the callback logs in')
-  t.equal(login.location, '/', 'and returns to the page')
+  t.equal(login.location, `${app}/`, 'and returns to the page')
   const session = await httpRequest(`${app}/session`, { headers: { cookie: login.appCookie } })
   t.match(session.json(), { authenticated: true, user: { name: 'demo', iss: issuer, sub: 'demo' } }, 'the session is demo\'s, from the dev provider')
   t.match(stdout, /identity provider discovered: single sign-on is on/, 'the server logs at info level')
