@@ -74,7 +74,7 @@ for (const store of ['mysql', 'memory'] as const) {
       t.equal(login.status, 200, `${path}: 200`)
       // Max-Age counts from when express-session writes the header: a second boundary crossed since the
       // session's expiry was set (a loaded machine) makes it one less.
-      t.match(String(login.headers['set-cookie']), /^sid=s%3A[^;]+; Path=\/; Expires=[^;]+; HttpOnly; SameSite=Lax; Max-Age=(2628000|2627999)$/, `${path}: the cookie with every configured attribute`)
+      t.match(String(login.headers['set-cookie']), /^sid=s%3A[^;]+; Path=\/; Expires=[^;]+; HttpOnly; SameSite=Lax; Max-Age=2628000$/, `${path}: the cookie with every configured attribute`)
       t.not(client.cookie, anonymous, `${path}: a new session id`)
       const me = (await client.request('/my/whoami')).json()
       t.same(me.cart, [0], `${path}: the copied data is there on the next request`)

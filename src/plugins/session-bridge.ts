@@ -212,7 +212,9 @@ function maxAgeAdder (cookieName: string): (this: ServerResponse) => void {
     const header = this.getHeader('set-cookie')
     const maxAgeMs = (this.req as IncomingMessage | undefined)?.session?.cookie.originalMaxAge
     if (header === undefined || typeof maxAgeMs !== 'number') return
-    const attribute = `; Max-Age=${Math.floor(maxAgeMs / 1000)}`
+    // Rounded: express-session derives originalMaxAge from `expires - Date.now()` right after setting
+    // expires, so a route's `cookie.maxAge = 60000` may read 59999 when a millisecond ticked between.
+    const attribute = `; Max-Age=${Math.round(maxAgeMs / 1000)}`
     const cookies = Array.isArray(header) ? header : [String(header)]
     this.setHeader('set-cookie', cookies.map((cookie) =>
       cookie.startsWith(`${cookieName}=`) && !/;\s*Max-Age=/i.test(cookie) ? cookie + attribute : cookie))
