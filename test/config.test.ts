@@ -14,6 +14,7 @@ const productionOk: Env = {
   ...database
 }
 
+const ISSUER_URL_RULE = 'OIDC_ISSUER must be an http(s) URL without query, fragment or credentials, such as https://sso.example/realms/main'
 const sso: Env = { OIDC_ISSUER: 'https://sso.example/realms/main', OIDC_CLIENT_ID: 'app', OIDC_CLIENT_SECRET: 'client-secret', PUBLIC_URL: 'https://app.example' }
 
 // One row per rule: the variables, and the exact line the process prints before it exits 1.
@@ -67,11 +68,11 @@ const badValues: Array<[string, Env, string]> = [
   ['metrics port too large', { METRICS: '65536' }, 'METRICS must be on, off or a port number 1-65535'],
   ['metrics on the main port', { PORT: '9100', METRICS: '9100' }, 'METRICS must be another port than PORT (or on, to serve /metrics on PORT)'],
   ['CORS origin with a path', { CORS_ORIGINS: 'http://localhost:5173/app' }, 'CORS_ORIGINS must list origins such as https://app.example.com (got an entry that is not one)'],
-  ['an issuer that is no URL', { ...sso, OIDC_ISSUER: 'keycloak' }, 'OIDC_ISSUER must be an http(s) URL without query, fragment or credentials, such as https://sso.example/realms/main'],
-  ['an issuer with a query', { ...sso, OIDC_ISSUER: 'https://sso.example/realms/x?tenant=1' }, 'OIDC_ISSUER must be an http(s) URL without query, fragment or credentials, such as https://sso.example/realms/main'],
-  ['an issuer with a fragment', { ...sso, OIDC_ISSUER: 'https://sso.example/realms/x#a' }, 'OIDC_ISSUER must be an http(s) URL without query, fragment or credentials, such as https://sso.example/realms/main'],
-  ['an issuer with credentials', { ...sso, OIDC_ISSUER: 'https://user:pw@sso.example/realms/x' }, 'OIDC_ISSUER must be an http(s) URL without query, fragment or credentials, such as https://sso.example/realms/main'],
-  ['an issuer with a password only', { ...sso, OIDC_ISSUER: 'https://:pw@sso.example/realms/x' }, 'OIDC_ISSUER must be an http(s) URL without query, fragment or credentials, such as https://sso.example/realms/main'],
+  ['an issuer that is no URL', { ...sso, OIDC_ISSUER: 'keycloak' }, ISSUER_URL_RULE],
+  ['an issuer with a query', { ...sso, OIDC_ISSUER: 'https://sso.example/realms/x?tenant=1' }, ISSUER_URL_RULE],
+  ['an issuer with a fragment', { ...sso, OIDC_ISSUER: 'https://sso.example/realms/x#a' }, ISSUER_URL_RULE],
+  ['an issuer with credentials', { ...sso, OIDC_ISSUER: 'https://user:pw@sso.example/realms/x' }, ISSUER_URL_RULE],
+  ['an issuer with a password only', { ...sso, OIDC_ISSUER: 'https://:pw@sso.example/realms/x' }, ISSUER_URL_RULE],
   ['an issuer over plain HTTP on the network', { ...sso, OIDC_ISSUER: 'http://sso.example/realms/main' }, 'OIDC_ISSUER must be https (plain http only for a provider on 127.0.0.1, ::1 or localhost)'],
   ['an issuer without a client id', { ...sso, OIDC_CLIENT_ID: undefined }, 'OIDC_CLIENT_ID is required when OIDC_ISSUER is set'],
   ['an issuer without a client secret', { ...sso, OIDC_CLIENT_SECRET: undefined }, 'OIDC_CLIENT_SECRET is required when OIDC_ISSUER is set'],

@@ -1,12 +1,13 @@
 import { once } from 'node:events'
-import { generateKeyPair, importJWK, SignJWT, decodeJwt, type JWK, type JWTPayload } from 'jose'
+import { importJWK, SignJWT, decodeJwt, type JWK, type JWTPayload } from 'jose'
 import type { RowDataPacket } from 'mysql2/promise'
 import t, { type Test } from 'tap'
-import type { DevProvider } from '../scripts/sso/dev-provider.js'
+import { generateSigningKey, type DevProvider } from '../scripts/sso/dev-provider.js'
 import { BACKCHANNEL_LOGOUT_EVENT } from '../src/auth/sso/logout-token.js'
 import { Client, httpRequest, listen, type TestDatabase } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
 import { captureLog } from './support/log-capture.js'
+import { sessionIdOf } from './support/signed-cookie.js'
 import { loginThroughProvider } from './support/sso-login.js'
 import { startSsoStack } from './support/sso.js'
 
@@ -39,17 +40,20 @@ async function setExpiry (db: TestDatabase, sub: string, at: number): Promise<vo
   await db.pool.query('UPDATE sessions SET data = JSON_SET(data, \'$.sso.accessTokenExpiresAt\', ?) WHERE JSON_VALUE(data, \'$.user.sub\') = ?', [at, sub])
 }
 
-/** The session id inside a `sid=s%3A<id>.<signature>` cookie. */
+/** The session id of a login's cookie ('' when there is none). */
 function idOf (cookie: string): string {
-  return decodeURIComponent(/sid=([^;]+)/.exec(cookie)?.[1] ?? '').replace(/^s:/, '').replace(/\.[^.]+$/, '')
+  return sessionIdOf(cookie) ?? ''
 }
 
-/** Answers requests to `url` with `answer` instead of the provider (until teardown). */
-function interceptFetch (t: Test, url: string, answer: () => Promise<Response>) {
+/**
+ * Answers requests to `url` with `answer` (until teardown), which may ask the provider itself
+ * through `provider()` and change what it says.
+ */
+function interceptFetch (t: Test, url: string, answer: (provider: () => Promise<Response>) => Promise<Response>) {
   const realFetch = globalThis.fetch
   globalThis.fetch = async (input, init) => {
     const target = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
-    return target === url ? await answer() : await realFetch(input, init)
+    return target === url ? await answer(() => realFetch(input, init)) : await realFetch(input, init)
   }
   t.teardown(() => { globalThis.fetch = realFetch })
 }
@@ -61,18 +65,14 @@ const timedOut = async (): Promise<Response> => { throw new DOMException('The op
  * by default): a provider, or a man in the middle, that answers with a token made for someone else.
  */
 function tamperIdTokens (t: Test, provider: DevProvider, change: (claims: JWTPayload) => void, key: JWK = provider.signingKey) {
-  const realFetch = globalThis.fetch
-  globalThis.fetch = async (input, init) => {
-    const response = await realFetch(input, init)
-    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
-    if (url !== `${provider.issuer}/token`) return response
+  interceptFetch(t, `${provider.issuer}/token`, async (real) => {
+    const response = await real()
     const body = await response.json() as Record<string, unknown>
     const claims = decodeJwt(String(body.id_token))
     change(claims)
     body.id_token = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: key.kid }).sign(await importJWK(key, 'RS256'))
     return new Response(JSON.stringify(body), { status: response.status, headers: response.headers })
-  }
-  t.teardown(() => { globalThis.fetch = realFetch })
+  })
 }
 
 /** A logout token as the provider would sign it, with `claims` changed (undefined removes one). */
@@ -245,9 +245,7 @@ t.test('callback refusals: 400 with a clear message and no user, no tokens store
   }
 
   await t.test('an ID token signed with a key that is not the provider\'s', async (t) => {
-    const { privateKey } = await generateKeyPair('RS256', { extractable: true })
-    const { exportJWK } = await import('jose')
-    tamperIdTokens(t, provider, () => {}, { ...await exportJWK(privateKey), kid: provider.signingKey.kid })
+    tamperIdTokens(t, provider, () => {}, { ...await generateSigningKey(), kid: provider.signingKey.kid })
     const started = await loginThroughProvider(base, { username: 'ann', stopBeforeCallback: true })
     await refused(t, started.callbackUrl, started.appCookie, /signature/)
   })
@@ -535,9 +533,7 @@ t.test('back-channel logout tokens are checked: each refusal is a 400 invalid_re
   const { provider, instances } = await startSsoStack(t, { instances: 2 })
   const [a, b] = instances.map((instance) => instance.base) as [string, string]
   const login = await loginThroughProvider(a, { username: 'ann' })
-  const { privateKey } = await generateKeyPair('RS256', { extractable: true })
-  const { exportJWK } = await import('jose')
-  const strangerKey = { ...await exportJWK(privateKey), kid: 'stranger' }
+  const strangerKey = { ...await generateSigningKey(), kid: 'stranger' }
   const now = Math.floor(Date.now() / 1000)
 
   const cases: Array<[string, () => Promise<string | undefined>, RegExp]> = [

@@ -65,7 +65,8 @@ function filterExpectedNotices (): void {
   }
 }
 
-async function generateSigningKey (): Promise<JWK> {
+/** A new private RS256 signing key as a JWK, with a kid (the provider's, unless given one; tests' stranger keys). */
+export async function generateSigningKey (): Promise<JWK> {
   const { privateKey } = await generateKeyPair('RS256', { extractable: true })
   const jwk = await exportJWK(privateKey)
   return { ...jwk, kid: randomBytes(8).toString('base64url'), alg: 'RS256', use: 'sig' }

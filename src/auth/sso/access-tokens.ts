@@ -103,7 +103,7 @@ export class AccessTokens {
   private async newerStoredTokens (sessionId: string, held: ProviderTokens, user: SessionUser): Promise<ProviderTokens | undefined> {
     const stored = await this.read(sessionId)
     const tokens = stored?.sso
-    if (!stored || !tokens || sessionShapeProblem(stored as never) !== undefined) return undefined
+    if (!stored || !tokens || sessionShapeProblem(stored as unknown as Record<string, unknown>) !== undefined) return undefined
     if (stored.user?.sub !== user.sub || stored.user?.iss !== user.iss || tokens.refreshToken === held.refreshToken) return undefined
     const expiresAt = tokens.accessTokenExpiresAt
     return expiresAt === undefined || expiresAt - Date.now() > REFRESH_MARGIN_MS ? tokens : undefined

@@ -87,11 +87,6 @@ export class OidcClient {
     }
   }
 
-  /** The issuer as the provider states it in its metadata (and in every token it signs). */
-  async issuer (): Promise<string> {
-    return (await this.ready()).serverMetadata().issuer
-  }
-
   private discover (): Promise<oidc.Configuration> {
     this.discovering ??= this.runDiscovery().finally(() => { this.discovering = undefined })
     return this.discovering
@@ -292,8 +287,9 @@ function isUnreachable (error: unknown): boolean {
 
 /** A one-line reason for logs and 400s: openid-client's message, or the provider's error code. */
 export function describeProviderError (error: unknown): string {
-  if (error instanceof oidc.ResponseBodyError) return `${error.error}${error.error_description ? `: ${error.error_description}` : ''}`
-  if (error instanceof oidc.AuthorizationResponseError) return `${error.error}${error.error_description ? `: ${error.error_description}` : ''}`
+  if (error instanceof oidc.ResponseBodyError || error instanceof oidc.AuthorizationResponseError) {
+    return `${error.error}${error.error_description ? `: ${error.error_description}` : ''}`
+  }
   if (isUnreachable(error)) return `provider unreachable (${String((error as Error).cause ?? (error as Error).message)})`
   if (!(error instanceof Error)) return String(error)
   // openid-client's own message is generic ("invalid response encountered"); its cause names the check.
