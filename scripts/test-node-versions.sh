@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `npm run test:node-versions [-- [--all] [VERSION...]]`: the tests under other Node.js versions than
-# the one installed, to back package.json's `engines`. Each VERSION (default `22.12.0 22 24`: the
+# the one installed, to back package.json's `engines`. Each VERSION (default `22.13.0 22 24`: the
 # lowest 22 that engines allows, the newest 22.x and the newest 24.x; a major picks its newest
 # release) is the npm package `node`, which carries the official binary, installed once per exact
 # version into a cache directory. npm test then runs with that node first in PATH, so npm, tsx, tap
@@ -19,7 +19,7 @@ for arg in "$@"; do
     *) versions+=("$arg") ;;
   esac
 done
-[ ${#versions[@]} -gt 0 ] || versions=(22.12.0 22 24)
+[ ${#versions[@]} -gt 0 ] || versions=(22.13.0 22 24)
 if [ ${#files[@]} -gt 0 ]; then scope="${#files[@]} test files"; else scope='all test files'; fi
 
 logs=$(mktemp -d)

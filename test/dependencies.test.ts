@@ -1,6 +1,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { basename, join } from 'node:path'
+import semver from 'semver'
 import t from 'tap'
 
 // SECURITY 22: express-mysql-session 3.0.3 asks for mysql2 3.10.2, which has known flaws; the
@@ -66,4 +67,23 @@ t.test('bcrypt is native and prebuilt: every platform binding locked, no install
     t.notOk(lock.packages[`node_modules/${name}`]?.hasInstallScript, `${name} has no install script`)
   }
   t.notOk(lock.packages['node_modules/bcryptjs'], 'bcryptjs (bcrypt in JavaScript, on the event loop) is gone')
+})
+
+t.test('npm ci warns about no engine: every locked package accepts each Node version package.json claims', async (t) => {
+  // Issue 11: an install on a claimed version must not print EBADENGINE. The oldest release of
+  // each claimed range is checked, and the Node running the test (the one `npm ci` just used).
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { engines: { node: string } }
+  const claimed = pkg.engines.node.split('||').map((range) => semver.minVersion(range)?.version)
+  t.same(claimed.filter((version) => version === undefined), [], `every range of "${pkg.engines.node}" has a lowest version`)
+  const versions = [...claimed as string[], process.versions.node]
+  const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string, engines?: { node?: string } | string[] }> }
+  const refusing: string[] = []
+  for (const [path, locked] of Object.entries(lock.packages)) {
+    const range = Array.isArray(locked.engines) ? undefined : locked.engines?.node
+    if (path === '' || range === undefined) continue
+    for (const version of versions) {
+      if (!semver.satisfies(version, range)) refusing.push(`${path.replace(/^.*node_modules\//, '')}@${locked.version} wants node ${range}, not ${version}`)
+    }
+  }
+  t.same(refusing, [], 'no locked package refuses a claimed Node version')
 })
