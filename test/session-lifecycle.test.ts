@@ -1,4 +1,5 @@
 import { request as sendRequest } from 'node:http'
+import type { RowDataPacket } from 'mysql2/promise'
 import t from 'tap'
 import { Client, countRows, serve } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
@@ -165,4 +166,32 @@ t.test('the client\'s state is carried over to the new session at login', async 
   const me = (await client.request('/session')).json()
   t.equal(me.authenticated, true)
   t.same(me.state, { before: 'login' }, 'the state, and nothing else, moves to the new id')
+})
+
+t.test("GET /session's expiresAt is the expiry the store enforces: it stays put between reads until a touch moves it", async (t) => {
+  const { client, db } = await serve(t, { AUTH_USERS_FILE: writeUsersFile(t, users), SESSION_TOUCH_AFTER: '2500' })
+  await loginAs(client, 'ann', 'correct horse')
+  const storedExpiry = async () => {
+    const [rows] = await db.pool.query<RowDataPacket[]>('SELECT expires FROM sessions')
+    t.equal(rows.length, 1, 'one row')
+    return new Date(Number(rows[0]?.expires) * 1000).toISOString()
+  }
+  const first = (await client.request('/session')).json()
+  t.equal(first.expiresAt, await storedExpiry(), 'what the row holds')
+  t.ok(Date.parse(first.createdAt) <= Date.parse(first.expiresAt))
+  await sleep(1100)
+  const second = (await client.request('/session')).json()
+  t.equal(second.expiresAt, first.expiresAt, 'a read that does not touch the row does not move it')
+  t.equal(second.expiresAt, await storedExpiry())
+  // 3.7 s after the first read the expiry, in whole seconds, lags by at least 3 s: past SESSION_TOUCH_AFTER.
+  await sleep(2600)
+  const touched = (await client.request('/session')).json()
+  t.ok(Date.parse(touched.expiresAt) >= Date.parse(first.expiresAt) + 3000, 'a read that touches the row reports the new expiry')
+  // The touch is written without the answer waiting for it.
+  let stored = await storedExpiry()
+  for (let i = 0; i < 20 && stored !== touched.expiresAt; i++) {
+    await sleep(50)
+    stored = await storedExpiry()
+  }
+  t.equal(stored, touched.expiresAt, 'and the row holds it')
 })

@@ -3,7 +3,7 @@ import { HttpError } from '../http-error.js'
 import type { RequestSession } from '../session/session-data.js'
 import { lifetimePolicy } from '../config/config.js'
 import { isSessionUser } from '../session/identity.js'
-import { sessionEndsAt } from '../session/lifetime.js'
+import { enforcedEndOf } from '../session/lifetime.js'
 import { nestingDepth } from '../session/stored-data.js'
 import { STATE_MAX_BYTES, STATE_MAX_DEPTH, anyJson, errorBody, sessionRouteErrors, userBody } from './schemas.js'
 
@@ -55,7 +55,7 @@ export default async function sessionRoutes (fastify: FastifyInstance) {
       authenticated: user !== undefined,
       user,
       createdAt: new Date(current.createdAt ?? Date.now()).toISOString(),
-      expiresAt: new Date(sessionEndsAt(current, lifetime)).toISOString(),
+      expiresAt: new Date(enforcedEndOf(current.id, current, lifetime, fastify.sessionConfig.SESSION_RESAVE)).toISOString(),
       state: current.state ?? null
     }
   })

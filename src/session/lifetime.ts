@@ -48,11 +48,6 @@ export function storedExpiresSeconds (session: SessionLike, policy: LifetimePoli
   return Math.round(cappedEnd(session, idleEnd, policy, now) / 1000)
 }
 
-/** When the session ends if the client stays away from now on, in ms since the epoch. */
-export function sessionEndsAt (session: SessionLike, policy: LifetimePolicy, now = Date.now()): number {
-  return cappedEnd(session, now + policy.maxAgeMs, policy, now)
-}
-
 /** `expires` as stored compared with now: the one rule for what is live (SQL uses `expires > nowSeconds()`). */
 export function isLive (expiresSeconds: number, now = Date.now()): boolean {
   return expiresSeconds > nowSeconds(now)
@@ -77,10 +72,28 @@ export function isPastAbsoluteTimeout (session: SessionLike, policy: LifetimePol
  */
 export function touchIsDue (sid: string, session: SessionLike, policy: LifetimePolicy, now = Date.now()): boolean {
   const stored = persistedExpiry(session, sid)
-  if (stored === undefined) return true
+  return stored === undefined || lagsEnough(storedExpiresSeconds(session, policy, now), stored, session, policy)
+}
+
+function lagsEnough (newSeconds: number, storedSeconds: number, session: SessionLike, policy: LifetimePolicy): boolean {
   const short = policy.anonymousMaxAgeMs > 0 && carriesNothing(session)
   const after = short ? Math.min(policy.touchAfterMs, Math.floor(policy.anonymousMaxAgeMs / 10)) : policy.touchAfterMs
-  return (storedExpiresSeconds(session, policy, now) - stored) * 1000 >= after
+  return (newSeconds - storedSeconds) * 1000 >= after
+}
+
+/**
+ * When the store will end the session if the client stays away after this request, in ms since
+ * the epoch, as a route sees it (the bridge renews the cookie only once the route is done): the
+ * expiry the store holds, unless this request rewrites it (a first save, a due touch, `resave`).
+ * Not `now + maxAge`: a lazy touch leaves the stored expiry behind that on most reads.
+ */
+export function enforcedEndOf (sid: string, session: SessionLike, policy: LifetimePolicy, resave: boolean, now = Date.now()): number {
+  const renewed = Math.round(cappedEnd(session, now + policy.maxAgeMs, policy, now) / 1000)
+  const stored = persistedExpiry(session, sid)
+  const rewritten = resave || stored === undefined || lagsEnough(renewed, stored, session, policy)
+  const end = (rewritten ? renewed : stored) * 1000
+  // Reads also check the absolute timeout to the millisecond (isPastAbsoluteTimeout).
+  return policy.absoluteTimeoutMs > 0 && typeof session.createdAt === 'number' ? Math.min(end, session.createdAt + policy.absoluteTimeoutMs) : end
 }
 
 /**
