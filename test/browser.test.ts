@@ -59,11 +59,14 @@ t.test('the page in Chromium: log in, an unreadable cookie, reload, end another 
   const otherSession = page.locator('#sessions li[data-current="false"]')
   await otherSession.waitFor()
   t.equal(await page.locator('#sessions li').count(), 2, 'both sessions listed')
-  t.match(await otherSession.textContent(), /phone-browser\/1\.0/, 'the other one by its user agent')
+  t.equal(await otherSession.locator('.device-name').textContent(), 'Unknown browser', 'the other one by its device, unknown to bowser')
+  t.equal(await otherSession.locator('.device-name').getAttribute('title'), 'phone-browser/1.0', 'and its user agent as sent, on hover')
   const screenshot = outputFile(t, 'logged-in.png')
   await page.screenshot({ path: screenshot, fullPage: true })
   t.comment(`screenshot of the logged-in page: ${screenshot}`)
 
+  // Each ending asks first (test/page-browser.test.ts tests cancelling); yes here.
+  page.on('dialog', (dialog) => dialog.accept())
   await otherSession.locator('button').click()
   await otherSession.waitFor({ state: 'detached' })
   t.equal(await page.locator('#sessions li').count(), 1, 'only this one is left')

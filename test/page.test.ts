@@ -32,6 +32,9 @@ t.test('the page holds the form and controls the API needs, and no inline script
   t.match(html, /<form id="login"[^>]*>[\s\S]*name="username"[\s\S]*name="password"[\s\S]*<button type="submit">[\s\S]*<\/form>/)
   for (const id of ['user', 'sessions', 'end-others', 'logout', 'error']) t.match(html, new RegExp(`id="${id}"`), `#${id}`)
   t.match(html, /id="error" role="alert"/, 'errors are announced')
+  t.match(html, /id="notice" role="status"/, 'and what happened')
+  // Live regions announce what is written into them only if they were in the page before.
+  for (const id of ['error', 'notice']) t.notMatch(html, new RegExp(`<p id="${id}"[^>]*\\shidden`), `#${id} is never hidden`)
 
   const scripts = [...html.matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/g)]
   t.equal(scripts.length, 1)

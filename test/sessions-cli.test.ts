@@ -48,7 +48,7 @@ t.test('list-user: one line per session, with the handles the API shows and neve
   t.equal(exit.code, 0, exit.stderr)
   const lines = exit.stdout.trimEnd().split('\n').map((line) => JSON.parse(line))
   t.equal(lines.length, 2)
-  for (const line of lines) t.same(Object.keys(line), ['handle', 'createdAt', 'lastSeenAt', 'userAgent', 'ip'])
+  for (const line of lines) t.same(Object.keys(line), ['handle', 'createdAt', 'lastSeenAt', 'userAgent', 'device', 'ip'])
   t.same(lines.map((line) => line.userAgent).sort(), ['laptop', 'phone'])
   t.match(lines[0], { ip: '127.0.0.1', createdAt: /^\d{4}-\d\d-\d\dT/ })
 

@@ -3,6 +3,9 @@ import type { RowDataPacket } from 'mysql2/promise'
 import { sign } from 'cookie-signature'
 import t from 'tap'
 import { requireUser, withUser } from '../src/auth/require-user.js'
+import { loadConfig } from '../src/config/config.js'
+import { sessionHandle } from '../src/session/handles.js'
+import { describeDevice, summarizeSessions } from '../src/session/summaries.js'
 import { Client, baseEnv, build, createTestDatabase, listen, serve } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
 
@@ -29,11 +32,102 @@ t.test('a user lists their own sessions: opaque handles, the current one marked,
   t.same(list.map((entry: { userAgent: string }) => entry.userAgent), ['laptop', 'phone'], 'the current one first')
   t.same(list.map((entry: { current: boolean }) => entry.current), [true, false])
   for (const entry of list) {
-    t.match(entry, { id: /^[A-Za-z0-9_-]{32}$/, ip: '127.0.0.1', createdAt: String, lastSeenAt: String })
-    t.same(Object.keys(entry).sort(), ['createdAt', 'current', 'id', 'ip', 'lastSeenAt', 'userAgent'])
+    t.match(entry, { id: /^[A-Za-z0-9_-]{32}$/, ip: '127.0.0.1', createdAt: String, lastSeenAt: String, device: 'Unknown browser' })
+    t.same(Object.keys(entry).sort(), ['createdAt', 'current', 'device', 'id', 'ip', 'lastSeenAt', 'userAgent'])
   }
   for (const client of [laptop, phone, bob]) t.notOk(res.body.includes(idOf(client)), 'no session id in the list')
   t.equal((await bob.request('/session/all')).json().length, 1)
+})
+
+// Real User-Agent headers, as browsers send them.
+const UA = {
+  chromeLinux: 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36',
+  safariIphone: 'Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1',
+  firefoxWindows: 'Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:125.0) Gecko/20100101 Firefox/125.0',
+  edgeWindows: 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.2478.51',
+  chromeAndroid: 'Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.6367.82 Mobile Safari/537.36',
+  safariMac: 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Safari/605.1.15',
+  safariIpad: 'Mozilla/5.0 (iPad; CPU OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1'
+}
+
+t.test('each listed session names its device, read from the User-Agent by bowser; the header stays as sent', async (t) => {
+  const { base } = await serve(t, { AUTH_USERS_FILE: writeUsersFile(t, users) })
+  const expected: Array<[string | undefined, string]> = [
+    [UA.chromeLinux, 'Chrome on Linux'],
+    [UA.safariIphone, 'Safari on iPhone'],
+    [UA.firefoxWindows, 'Firefox on Windows'],
+    [UA.edgeWindows, 'Edge on Windows'],
+    [UA.chromeAndroid, 'Chrome on Android'],
+    ['curl/8.5.0', 'Unknown browser'],
+    ['', 'Unknown browser'],
+    // No header at all: Node's client sends none unless told.
+    [undefined, 'Unknown browser']
+  ]
+  let last: Client | undefined
+  for (const [userAgent, device] of expected) {
+    last = new Client(base)
+    const res = await loginAs(last, 'ann', users.ann, userAgent === undefined ? {} : { 'user-agent': userAgent })
+    t.equal(res.status, 200, `login as ${device}`)
+  }
+  const list = (await (last as Client).request('/session/all')).json() as Array<{ userAgent: string | null, device: string }>
+  const listed = new Map(list.map(({ userAgent, device }) => [userAgent, device]))
+  t.equal(list.length, expected.length)
+  for (const [userAgent, device] of expected) {
+    t.equal(listed.get(userAgent ?? ''), device, `${JSON.stringify(userAgent)}: ${device}`)
+  }
+  const docs = (await (last as Client).request('/docs/json')).json()
+  t.match(docs.paths['/session/all'].get.responses[200].content['application/json'].schema.items, {
+    required: ['id', 'current', 'createdAt', 'lastSeenAt', 'userAgent', 'device', 'ip'],
+    properties: { device: { type: 'string' }, userAgent: { type: ['string', 'null'] } }
+  }, 'documented')
+})
+
+t.test('describeDevice: browser on system, the iPhone or iPad by name, unknown clients and no header', async (t) => {
+  t.equal(describeDevice(UA.safariMac), 'Safari on macOS')
+  t.equal(describeDevice(UA.safariIpad), 'Safari on iPad')
+  t.equal(describeDevice(UA.chromeLinux), 'Chrome on Linux')
+  for (const unknown of [null, undefined, '', '   ', 'curl/8.5.0', 'python-requests/2.31', 'test']) {
+    t.equal(describeDevice(unknown), 'Unknown browser', JSON.stringify(unknown))
+  }
+  // bowser's last resort takes what precedes a "/" as the name: not shown, the system still is.
+  t.equal(describeDevice('Mozilla/5.0 (X11; Linux x86_64) SomeTool/1.0 (compatible)'), 'Unknown browser on Linux')
+  t.equal(describeDevice('MyApp/2.0 (Windows NT 10.0)'), 'Unknown browser on Windows')
+})
+
+t.test('summarizeSessions: lastSeenAt never before createdAt, and never after now when created before now', async (t) => {
+  const { config } = loadConfig({ SESSION_SECRET: 'a-test-secret-0123456789-0123456789', SESSION_MAX_AGE: '3600000' })
+  const maxAge = config.SESSION_MAX_AGE
+  const now = Date.parse('2026-01-01T12:00:00.000Z')
+  const minute = 60000
+  const session = (id: string, createdAt: number | undefined, lastUse: number) => ({
+    id, data: createdAt === undefined ? {} : { createdAt }, expiresAt: lastUse + maxAge
+  })
+  const summaries = summarizeSessions([
+    session('ordinary', now - 30 * minute, now - 10 * minute),
+    session('used after now (another clock)', now - 30 * minute, now + 5 * minute),
+    session('created after now (another clock)', now + 5 * minute, now + 6 * minute),
+    session('created after now, expiry from before', now + 5 * minute, now - 10 * minute),
+    session('expiry capped by the absolute timeout', now - 30 * minute, now - 40 * minute),
+    session('no createdAt', undefined, now - 10 * minute),
+    session('current, created after now', now + 2 * minute, now + 2 * minute)
+  ], config, 'current, created after now', now)
+  const byId = new Map(summaries.map((summary) => [summary.id, summary]))
+  const of = (id: string) => {
+    const summary = byId.get(sessionHandle(config.SESSION_SECRET as string, id))
+    return { createdAt: Date.parse(summary?.createdAt ?? ''), lastSeenAt: Date.parse(summary?.lastSeenAt ?? '') }
+  }
+  for (const summary of summaries) {
+    t.ok(Date.parse(summary.lastSeenAt) >= Date.parse(summary.createdAt), `${summary.lastSeenAt} >= ${summary.createdAt}`)
+    if (Date.parse(summary.createdAt) <= now) t.ok(Date.parse(summary.lastSeenAt) <= now, `${summary.lastSeenAt} <= now`)
+  }
+  t.same(of('ordinary'), { createdAt: now - 30 * minute, lastSeenAt: now - 10 * minute }, 'the last use the store recorded')
+  t.same(of('used after now (another clock)'), { createdAt: now - 30 * minute, lastSeenAt: now }, 'at most now')
+  t.same(of('created after now (another clock)'), { createdAt: now + 5 * minute, lastSeenAt: now + 5 * minute }, 'created ahead of this clock: seen then')
+  t.same(of('created after now, expiry from before'), { createdAt: now + 5 * minute, lastSeenAt: now + 5 * minute })
+  t.same(of('expiry capped by the absolute timeout'), { createdAt: now - 30 * minute, lastSeenAt: now - 30 * minute }, 'then the creation time')
+  t.same(of('no createdAt'), { createdAt: now, lastSeenAt: now }, 'no creation time: now for both')
+  t.same(of('current, created after now'), { createdAt: now + 2 * minute, lastSeenAt: now + 2 * minute }, 'the current one: now, but not before its creation')
+  t.equal(summaries[0]?.current, true, 'the current one first')
 })
 
 t.test('ending one session, all others, and one\'s own', async (t) => {

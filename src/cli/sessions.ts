@@ -12,7 +12,7 @@ const USAGE = `usage: npm run sessions -- <command>
   count              how many sessions have not expired (the number alone on the last line)
   prune              delete the expired sessions, in batches, and say how many went
   revoke-user NAME   end every session of a user, and say how many ended
-  list-user NAME     one JSON line per session of a user: handle, createdAt, lastSeenAt, userAgent, ip
+  list-user NAME     one JSON line per session of a user: handle, createdAt, lastSeenAt, userAgent, device, ip
 options for revoke-user and list-user:
   --issuer URL       a user of that identity provider (OIDC_ISSUER); without it, a local (htpasswd) user
   --subject SUB      with --issuer: the provider's subject, when it is not NAME`
@@ -60,8 +60,8 @@ async function main (): Promise<void> {
     } else if (command === 'revoke-user') {
       print(`${await store.endSessionsOf(user as SessionUser)} sessions of ${user?.name} ended`)
     } else {
-      for (const { id, createdAt, lastSeenAt, userAgent, ip } of summarizeSessions(await store.sessionsOf(user as SessionUser), config)) {
-        print(JSON.stringify({ handle: id, createdAt, lastSeenAt, userAgent, ip }))
+      for (const { id, createdAt, lastSeenAt, userAgent, device, ip } of summarizeSessions(await store.sessionsOf(user as SessionUser), config)) {
+        print(JSON.stringify({ handle: id, createdAt, lastSeenAt, userAgent, device, ip }))
       }
     }
   } finally {

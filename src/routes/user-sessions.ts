@@ -12,11 +12,12 @@ const sessionEntry = {
     id: { type: 'string', description: 'An opaque handle, never the session id' },
     current: { type: 'boolean' },
     createdAt: { type: 'string', format: 'date-time' },
-    lastSeenAt: { type: 'string', format: 'date-time', description: 'Last use, to within SESSION_TOUCH_AFTER' },
-    userAgent: { type: ['string', 'null'] },
+    lastSeenAt: { type: 'string', format: 'date-time', description: 'Last use, to within SESSION_TOUCH_AFTER; never before createdAt' },
+    userAgent: { type: ['string', 'null'], description: 'The User-Agent header of the login, as sent' },
+    device: { type: 'string', description: 'The browser and system that header names, for people: "Chrome on Linux", "Safari on iPhone", "Unknown browser"' },
     ip: { type: ['string', 'null'] }
   },
-  required: ['id', 'current', 'createdAt', 'lastSeenAt', 'userAgent', 'ip']
+  required: ['id', 'current', 'createdAt', 'lastSeenAt', 'userAgent', 'device', 'ip']
 } as const
 
 const authErrors = { 401: errorBody, 503: errorBody } as const

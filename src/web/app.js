@@ -10,6 +10,7 @@ const page = {
   account: document.getElementById('account'),
   user: document.getElementById('user'),
   sessions: document.getElementById('sessions'),
+  sessionsHeading: document.getElementById('sessions-heading'),
   endOthers: document.getElementById('end-others'),
   logout: document.getElementById('logout'),
   sso: document.getElementById('sso'),
@@ -57,12 +58,17 @@ function describeFailure (response, data) {
 
 function show (element, text) {
   element.textContent = text
-  element.hidden = false
 }
 
 function clearMessages () {
-  page.error.hidden = true
-  page.notice.hidden = true
+  page.error.textContent = ''
+  page.notice.textContent = ''
+}
+
+/** Says something in the status region and moves focus there: what the person just did is gone from the page. */
+function announce (text) {
+  show(page.notice, text)
+  page.notice.focus()
 }
 
 /** Runs what a person asked for and shows its failure. */
@@ -75,9 +81,12 @@ async function run (action) {
       // Ended elsewhere (another device, a timeout): back to the form.
       showLogin()
       show(page.error, 'Your session has ended. Log in again.')
+      page.error.focus()
       return
     }
     show(page.error, error.message)
+    // The button that was pressed may have gone with a list redrawn meanwhile: focus then goes to the message.
+    if (document.activeElement === null || document.activeElement === document.body) page.error.focus()
   }
 }
 
@@ -104,30 +113,76 @@ async function refresh () {
   showAccount(session.user, await api('GET', '/session/all'))
 }
 
+function element (name, className, ...children) {
+  const made = document.createElement(name)
+  if (className) made.className = className
+  made.append(...children)
+  return made
+}
+
+/** A <time> written by `format`, with the full date and time on hover. */
+function timeElement (iso, format) {
+  const time = document.createElement('time')
+  time.dateTime = iso
+  time.textContent = format(iso)
+  time.title = formatTime(iso)
+  return time
+}
+
 function sessionItem (entry) {
-  const item = document.createElement('li')
+  const item = element('li', 'session')
   item.dataset.current = String(entry.current)
-  const description = document.createElement('span')
-  // textContent, never HTML: the user agent is whatever the other client sent.
-  description.textContent = [
-    entry.current ? 'This browser' : (entry.userAgent || 'Unknown browser'),
-    entry.ip ?? 'unknown address',
-    `logged in ${formatTime(entry.createdAt)}`,
-    `last seen ${formatTime(entry.lastSeenAt)}`
-  ].join(' · ')
-  const end = document.createElement('button')
+  // textContent, never HTML: the device comes from whatever the other client sent.
+  const device = element('span', 'device-name', entry.device)
+  // The header as sent, on hover.
+  if (entry.userAgent) device.title = entry.userAgent
+  const heading = element('p', 'device', device)
+  if (entry.current) heading.append(' ', element('span', 'badge', 'This browser'))
+  const address = entry.ip ?? 'unknown address'
+  const details = element('p', 'details',
+    element('span', 'line', ...(entry.current ? ['Active now'] : ['Last active ', timeElement(entry.lastSeenAt, ago)]), ` · ${address}`),
+    element('span', 'line', 'Logged in ', timeElement(entry.createdAt, formatTime))
+  )
+
+  const end = element('button', 'danger', entry.current ? 'End (logs out here)' : 'End')
   end.type = 'button'
-  end.textContent = entry.current ? 'End (logs out here)' : 'End'
-  end.addEventListener('click', () => run(async () => {
-    await api('DELETE', `/session/all/${encodeURIComponent(entry.id)}`)
-    await refresh()
-  }))
-  item.append(description, end)
+  // The visible text first (what speech control users say), then which session it ends.
+  end.setAttribute('aria-label', entry.current
+    ? `End (logs out here): this browser, ${entry.device}`
+    : `End session: ${entry.device}${entry.ip ? `, ${entry.ip}` : ''}`)
+  end.addEventListener('click', () => {
+    const question = entry.current
+      ? `End this session (${entry.device})? You will be logged out here.`
+      : `End the session on ${entry.device}? It will be logged out.`
+    if (!window.confirm(question)) return
+    run(async () => {
+      await api('DELETE', `/session/all/${encodeURIComponent(entry.id)}`)
+      if (entry.current) {
+        showLogin()
+        return announce('Session ended: you are logged out.')
+      }
+      await refresh()
+      announce(`Ended the session on ${entry.device}.`)
+    })
+  })
+  item.append(element('div', 'session-info', heading, details), end)
   return item
 }
 
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' })
+
 function formatTime (iso) {
-  return new Date(iso).toLocaleString()
+  return timeFormat.format(new Date(iso))
+}
+
+const relativeTime = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' })
+const UNITS = [['day', 86400], ['hour', 3600], ['minute', 60]]
+
+/** "just now", "5 minutes ago", "yesterday". */
+function ago (iso) {
+  const seconds = (Date.parse(iso) - Date.now()) / 1000
+  const [unit, size] = UNITS.find(([, size]) => Math.abs(seconds) >= size) ?? []
+  return unit ? relativeTime.format(Math.round(seconds / size), unit) : 'just now'
 }
 
 page.login.addEventListener('submit', (event) => {
@@ -140,21 +195,26 @@ page.login.addEventListener('submit', (event) => {
       page.login.elements.password.value = ''
     }
     await refresh()
+    // The form is gone: on to what the page is about.
+    page.sessionsHeading.focus()
   })
 })
 
-page.endOthers.addEventListener('click', () => run(async () => {
-  const { revoked } = await api('DELETE', '/session/all')
-  await refresh()
-  show(page.notice, revoked === 1 ? 'Ended 1 other session.' : `Ended ${revoked} other sessions.`)
-}))
+page.endOthers.addEventListener('click', () => {
+  if (!window.confirm('End all your other sessions? Every other browser and device will be logged out; this one stays logged in.')) return
+  run(async () => {
+    const { revoked } = await api('DELETE', '/session/all')
+    await refresh()
+    announce(revoked === 1 ? 'Ended 1 other session.' : `Ended ${revoked} other sessions.`)
+  })
+})
 
 page.logout.addEventListener('click', () => run(async () => {
   // The provider's end-session page, then back here.
   if (currentUser?.iss !== undefined) return page.ssoLogout.submit()
   await api('POST', '/session/logout')
   showLogin()
-  show(page.notice, 'Logged out.')
+  announce('Logged out.')
 }))
 
 run(refresh)
