@@ -32,15 +32,15 @@ export interface ServerProcess {
   exited: Promise<Exit>
 }
 
-/** Starts src/server.ts and resolves once it logs that it listens; rejects if it exits before. */
-export function startServer (env: Env): Promise<ServerProcess> {
+/** Starts src/server.ts (in `cwd`, where it reads `.env`) and resolves once it logs that it listens; rejects if it exits before. */
+export function startServer (env: Env, cwd?: string): Promise<ServerProcess> {
   return new Promise((resolve, reject) => {
     let listening = false
     const exited = runProcess([serverEntry], env, (stdout, child) => {
       if (listening || !stdout.includes('Server listening')) return
       listening = true
       resolve({ child, exited })
-    })
+    }, cwd)
     exited.then((exit) => { if (!listening) reject(new Error(`the server exited with ${exit.code} before listening: ${exit.stderr}`)) }, reject)
   })
 }

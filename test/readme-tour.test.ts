@@ -1,0 +1,110 @@
+import { spawn, spawnSync } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t, { type Test } from 'tap'
+import { httpRequest } from './helper.js'
+import { freePort } from './support/private-mariadb.js'
+
+// Issue 11: the README's tour runs as pasted. Its shell blocks, marked `<!-- tour:NAME -->`, run
+// here with bash in the repository, and what the curl blocks print must match the output blocks
+// beside them. The only changes: the port (9000 may be taken, so a free one), the users file (in a
+// temporary folder, not the checkout's), the database and user names (unique, dropped afterwards),
+// and HOST=127.0.0.1 (servers started by tests listen on the loopback only).
+
+const root = new URL('..', import.meta.url).pathname
+const readme = readFileSync(join(root, 'README.md'), 'utf8')
+
+function tourBlocks (markdown: string): Map<string, string> {
+  const blocks = new Map<string, string>()
+  for (const match of markdown.matchAll(/^<!-- tour:([\w-]+) -->\n```\w*\n([\s\S]*?)^```$/gm)) {
+    blocks.set(match[1] as string, match[2] as string)
+  }
+  return blocks
+}
+
+const blocks = tourBlocks(readme)
+const block = (name: string): string => {
+  const code = blocks.get(name)
+  if (code === undefined) throw new Error(`README.md has no <!-- tour:${name} --> block`)
+  return code
+}
+
+/** The environment a reader's shell would have: this one, without the suite's own settings. */
+function readerEnv (port: number): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!/^(SESSION_|AUTH_|OIDC_|NODE_ENV$|TAP|TS_NODE|NODE_OPTIONS$|PORT$|HOST$|TEST_)/.test(name)) env[name] = value
+  }
+  return { ...env, PORT: String(port), HOST: '127.0.0.1' }
+}
+
+/** Runs a block to its end; its stdout. */
+function runBlock (t: Test, code: string, env: NodeJS.ProcessEnv): string {
+  const result = spawnSync('bash', ['-e', '-c', code], { cwd: root, env, encoding: 'utf8', timeout: 120_000 })
+  t.equal(result.status, 0, `the block exits 0${result.stderr ? `: ${result.stderr.trim()}` : ''}`)
+  return result.stdout
+}
+
+/** Starts a block that ends in a server, in a process group of its own, and waits until it answers. */
+async function startBlock (t: Test, code: string, env: NodeJS.ProcessEnv, port: number): Promise<void> {
+  const child = spawn('bash', ['-e', '-c', code], { cwd: root, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  t.teardown(async () => {
+    try { process.kill(-(child.pid as number), 'SIGTERM') } catch {}
+    await exited
+  })
+  const deadline = Date.now() + 120_000
+  while (Date.now() < deadline && child.exitCode === null) {
+    const ready = await httpRequest(`http://127.0.0.1:${port}/health/live`).then((res) => res.status === 200, () => false)
+    if (ready) return
+    await new Promise((resolve) => setTimeout(resolve, 250))
+  }
+  throw new Error(`the server block did not answer on ${port}:\n${output}`)
+}
+
+/** An expected line, `…` standing for anything. */
+const linePattern = (expected: string): RegExp =>
+  new RegExp(`^${expected.split('…').map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`)
+
+function matchesOutput (t: Test, actual: string, expected: string): void {
+  const actualLines = actual.trimEnd().split('\n')
+  const expectedLines = expected.trimEnd().split('\n')
+  t.equal(actualLines.length, expectedLines.length, 'as many lines as the README shows')
+  expectedLines.forEach((line, i) => t.match(actualLines[i], linePattern(line), `line ${i + 1}: ${line}`))
+}
+
+const mariadbAsRoot = spawnSync('mariadb', ['-u', 'root', '-e', 'SELECT 1'], { encoding: 'utf8' }).status === 0
+
+t.test('the README tour, as pasted: development server, then production against MariaDB', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'readme-tour-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const port = await freePort()
+  const usersFile = join(dir, 'users.htpasswd')
+  const name = `tour_${randomBytes(4).toString('hex')}`
+  const adapt = (code: string) => code.replaceAll('localhost:9000', `localhost:${port}`).replaceAll('users.htpasswd', usersFile).replaceAll('sessions_app', name)
+
+  await t.test('development: the server block starts, the curl block prints what the README shows', async (t) => {
+    const env = readerEnv(port)
+    await startBlock(t, adapt(block('server')), env, port)
+    matchesOutput(t, runBlock(t, adapt(block('client')), env), block('output'))
+  })
+
+  await t.test('production: the database block, the server block, the curl block', { skip: mariadbAsRoot ? false : 'needs `mariadb -u root` on this machine, as the README does' }, async (t) => {
+    t.teardown(() => {
+      spawnSync('mariadb', ['-u', 'root', '-e', `DROP DATABASE IF EXISTS ${name}; DROP USER IF EXISTS '${name}'@'127.0.0.1'`])
+    })
+    const env = readerEnv(port)
+    runBlock(t, adapt(block('production-database')), env)
+    await startBlock(t, adapt(block('production-server')), env, port)
+    matchesOutput(t, runBlock(t, adapt(block('production-client')), env), block('production-output'))
+  })
+})
+
+t.test('the tour blocks are all there', async (t) => {
+  t.same([...blocks.keys()].sort(), ['client', 'output', 'production-client', 'production-database', 'production-output', 'production-server', 'server'])
+})
