@@ -13,7 +13,9 @@ import { HTPASSWD, loginAs, writeManyUsers, writeUsersFile } from './support/acc
 
 const silentLogger = pino({ level: 'silent' })
 const idOf = (cookie: string | undefined) => decodeURIComponent(cookie ?? '').replace(/^sid=s:/, '').split('.')[0] as string
-const median = (values: number[]) => [...values].sort((x, y) => x - y)[Math.floor(values.length / 2)] as number
+// The fastest of several runs is the work itself: whatever else runs on the machine only adds time,
+// and a median still moved (1.58 once, in CI beside browser tests) when one series was unlucky.
+const fastest = (values: number[]) => Math.min(...values)
 
 t.test('without AUTH_USERS_FILE login answers 503 and says how to configure it', async (t) => {
   const { client } = await serve(t)
@@ -85,8 +87,8 @@ t.test('an unknown user costs the authenticator what a wrong password costs', as
     wrong.push(await time('ann'))
     unknown.push(await time(`nobody${i}`))
   }
-  const ratio = median(unknown) / median(wrong)
-  t.ok(ratio > 0.67 && ratio < 1.5, `unknown/wrong median time ratio ${ratio.toFixed(2)}`)
+  const ratio = fastest(unknown) / fastest(wrong)
+  t.ok(ratio > 0.67 && ratio < 1.5, `unknown/wrong fastest-time ratio ${ratio.toFixed(2)}`)
 })
 
 t.test('with mixed costs, an unknown user and a cost-5 user cost what the cost-12 user costs', async (t) => {
@@ -100,15 +102,15 @@ t.test('with mixed costs, an unknown user and a cost-5 user cost what the cost-1
   const high: number[] = []
   const unknown: number[] = []
   const low: number[] = []
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < 7; i++) {
     high.push(await time('high'))
     unknown.push(await time(`nobody${i}`))
     low.push(await time('low'))
   }
-  const unknownRatio = median(unknown) / median(high)
-  const lowRatio = median(low) / median(high)
-  t.ok(unknownRatio > 0.67 && unknownRatio < 1.5, `unknown/cost-12 median time ratio ${unknownRatio.toFixed(2)}`)
-  t.ok(lowRatio > 0.67 && lowRatio < 1.5, `cost-5/cost-12 median time ratio ${lowRatio.toFixed(2)}`)
+  const unknownRatio = fastest(unknown) / fastest(high)
+  const lowRatio = fastest(low) / fastest(high)
+  t.ok(unknownRatio > 0.67 && unknownRatio < 1.5, `unknown/cost-12 fastest-time ratio ${unknownRatio.toFixed(2)}`)
+  t.ok(lowRatio > 0.67 && lowRatio < 1.5, `cost-5/cost-12 fastest-time ratio ${lowRatio.toFixed(2)}`)
   t.same(await authenticator.verify('low', 'correct horse'), { name: 'low' }, 'the cost-5 user still logs in')
 })
 
