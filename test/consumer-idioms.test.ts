@@ -124,5 +124,10 @@ t.test('a route\'s own cookie lifetime holds across requests, up to SESSION_MAX_
     await new Promise((resolve) => setTimeout(resolve, 1100))
     const renewed = await client.request('/my/whoami')
     t.match(String(renewed.headers['set-cookie'] ?? 'sid=x'), pattern, `${label}: renewed the same way on a later request`)
+    const { expiresAt } = (await client.request('/session')).json()
+    // A touch that read made is written without the answer waiting; rounding to whole seconds at
+    // the route and at the write may differ by one.
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    t.ok(Math.abs(Date.parse(expiresAt) - await storedExpiry(client) * 1000) <= 1000, `${label}: GET /session's expiresAt is the row's expiry (${expiresAt})`)
   }
 })

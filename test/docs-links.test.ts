@@ -20,12 +20,16 @@ function prose (markdown: string): string {
   return markdown.replace(/^```[^\n]*\n[\s\S]*?^```$/gm, '').replace(/`[^`\n]*`/g, '')
 }
 
-/** The targets of `[text](target)` links and `<img src>`/`<a href>` attributes. */
+/** The targets of `[text](target)` links, `[label]: target` definitions, `<scheme:…>` autolinks and `<img src>`/`<a href>` attributes. */
 export function linkTargets (markdown: string): string[] {
   const text = prose(markdown)
-  const targets = [...text.matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)].map((match) => match[1] as string)
-  targets.push(...[...text.matchAll(/<(?:img|a)\s[^>]*?(?:src|href)="([^"]+)"/g)].map((match) => match[1] as string))
-  return targets
+  const patterns = [
+    /\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g,
+    /^ {0,3}\[[^\]]+\]:\s*(\S+)/gm,
+    /<([a-z][a-z0-9+.-]*:[^>\s]+)>/gi,
+    /<(?:img|a)\s[^>]*?(?:src|href)="([^"]+)"/g
+  ]
+  return patterns.flatMap((pattern) => [...text.matchAll(pattern)].map((match) => match[1] as string))
 }
 
 /** GitHub's anchors for a file's headings: lower case, punctuation dropped, spaces as hyphens, repeats numbered. */
@@ -44,6 +48,8 @@ export function headingAnchors (markdown: string): Set<string> {
 /** What is wrong with one link target of `file`, or undefined when it works. */
 function problemWith (file: string, target: string): string | undefined {
   if (/^https:\/\//.test(target)) return undefined
+  // The reader's own server, started by the steps beside the link.
+  if (/^http:\/\/(localhost|127\.0\.0\.1)(:\d+)?\//.test(target)) return undefined
   if (/^[a-z][a-z0-9+.-]*:/i.test(target)) return 'only https:// links may leave the repository'
   const [path = '', anchor] = target.split('#')
   const absolute = path === '' ? join(root, file) : resolve(root, dirname(file), decodeURIComponent(path))
@@ -69,7 +75,8 @@ t.test('every link in the README and docs/ resolves inside the repository or is 
 })
 
 t.test('the checker itself finds what it must', async (t) => {
-  t.same(linkTargets('[a](x.md) `[b](y.md)` <img src="i.png" alt="">\n```\n[c](z.md)\n```\n'), ['x.md', 'i.png'])
+  t.same(linkTargets('[a](x.md) `[b](y.md)` <img src="i.png" alt=""> <http://example.com/>\n[d]: w.md\n```\n[c](z.md)\n```\n'), ['x.md', 'w.md', 'http://example.com/', 'i.png'])
+  t.equal(problemWith('README.md', 'http://localhost:9000/'), undefined, "the reader's own server")
   t.equal(problemWith('README.md', '../shared/CONTRACT.md'), 'points outside the repository')
   t.equal(problemWith('README.md', 'docs/nothing-here.md'), 'no such file')
   t.equal(problemWith('README.md', 'http://example.com/'), 'only https:// links may leave the repository')

@@ -2,23 +2,21 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { Client, createTestDatabase } from './helper.js'
+import { Client } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
 import { freePort } from './support/private-mariadb.js'
 import { startServer } from './support/server-process.js'
 
 // Issue 11: `cp .env.example .env` gives a development server that logs people in over plain
-// HTTP (a Secure-only cookie would refuse every login there), with nothing but the file's values
-// and the database this test owns.
+// HTTP (a Secure-only cookie would refuse every login there), with the file's values alone: the
+// in-memory store, nothing to set up first. Only the users file and where to listen are given.
 
 t.test('a server started on a copy of .env.example logs in over plain HTTP', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'env-example-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   copyFileSync(new URL('../.env.example', import.meta.url), join(dir, '.env'))
-  const db = await createTestDatabase(t)
   const port = await freePort()
   const server = await startServer({
-    ...db.env,
     AUTH_USERS_FILE: writeUsersFile(t, { ann: 'correct horse' }),
     HOST: '127.0.0.1',
     PORT: String(port)
@@ -34,4 +32,6 @@ t.test('a server started on a copy of .env.example logs in over plain HTTP', asy
   const me = (await client.request('/session')).json()
   t.equal(me.authenticated, true, 'the login holds over plain HTTP')
   t.same(me.user, { name: 'ann' })
+  server.child.kill('SIGTERM')
+  t.match((await server.exited).stdout, /in-memory|in memory/i, 'on the in-memory store')
 })

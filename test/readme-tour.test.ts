@@ -11,7 +11,8 @@ import { freePort } from './support/private-mariadb.js'
 // here with bash in the repository, and what the curl blocks print must match the output blocks
 // beside them. The only changes: the port (9000 may be taken, so a free one), the users file (in a
 // temporary folder, not the checkout's), the database and user names (unique, dropped afterwards),
-// and HOST=127.0.0.1 (servers started by tests listen on the loopback only).
+// and HOST=127.0.0.1 (servers started by tests listen on the loopback only). Like the reader's,
+// `npm run users` and `npm start` build the checkout's dist/ when it is missing or older than src/.
 
 const root = new URL('..', import.meta.url).pathname
 const readme = readFileSync(join(root, 'README.md'), 'utf8')
@@ -31,12 +32,18 @@ const block = (name: string): string => {
   return code
 }
 
+// Every variable the server reads (.env.example lists them all), set empty: "the default", and
+// the environment wins over a developer's own .env in the checkout, which a reader following the
+// README does not have.
+const serverVariables = [...readFileSync(join(root, '.env.example'), 'utf8').matchAll(/^([A-Z_]+)=/gm)].map((match) => match[1] as string)
+
 /** The environment a reader's shell would have: this one, without the suite's own settings. */
 function readerEnv (port: number): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {}
   for (const [name, value] of Object.entries(process.env)) {
-    if (!/^(SESSION_|AUTH_|OIDC_|NODE_ENV$|TAP|TS_NODE|NODE_OPTIONS$|PORT$|HOST$|TEST_)/.test(name)) env[name] = value
+    if (!/^(TAP|TS_NODE|NODE_OPTIONS$|TEST_)/.test(name)) env[name] = value
   }
+  for (const name of serverVariables) env[name] = ''
   return { ...env, PORT: String(port), HOST: '127.0.0.1' }
 }
 

@@ -43,9 +43,13 @@ function cappedEnd (session: SessionLike, idleEndMs: number, policy: LifetimePol
 export function storedExpiresSeconds (session: SessionLike, policy: LifetimePolicy, now = Date.now()): number {
   const cookieExpires = session.cookie?.expires
   const cookieEnd = cookieExpires ? new Date(cookieExpires).getTime() : Number.NaN
+  return expiresSecondsFrom(session, Number.isFinite(cookieEnd) ? cookieEnd : Infinity, policy, now)
+}
+
+/** The expiry for a cookie that ends at `cookieEndMs` (Infinity: a browser-session cookie). */
+function expiresSecondsFrom (session: SessionLike, cookieEndMs: number, policy: LifetimePolicy, now: number): number {
   // Never beyond the configured idle timeout, whatever a route set the cookie to.
-  const idleEnd = Math.min(Number.isFinite(cookieEnd) ? cookieEnd : Infinity, now + policy.maxAgeMs)
-  return Math.round(cappedEnd(session, idleEnd, policy, now) / 1000)
+  return Math.round(cappedEnd(session, Math.min(cookieEndMs, now + policy.maxAgeMs), policy, now) / 1000)
 }
 
 /** `expires` as stored compared with now: the one rule for what is live (SQL uses `expires > nowSeconds()`). */
@@ -88,7 +92,10 @@ function lagsEnough (newSeconds: number, storedSeconds: number, session: Session
  * Not `now + maxAge`: a lazy touch leaves the stored expiry behind that on most reads.
  */
 export function enforcedEndOf (sid: string, session: SessionLike, policy: LifetimePolicy, resave: boolean, now = Date.now()): number {
-  const renewed = Math.round(cappedEnd(session, now + policy.maxAgeMs, policy, now) / 1000)
+  // The cookie as the bridge renews it: its own lifetime from now (a route may have shortened it,
+  // or made it a browser-session cookie with null).
+  const lifetime = session.cookie?.originalMaxAge
+  const renewed = expiresSecondsFrom(session, typeof lifetime === 'number' ? now + lifetime : Infinity, policy, now)
   const stored = persistedExpiry(session, sid)
   const rewritten = resave || stored === undefined || lagsEnough(renewed, stored, session, policy)
   const end = (rewritten ? renewed : stored) * 1000
