@@ -14,6 +14,7 @@ const productionOk: Env = {
   ...database
 }
 
+const DATABASE_PORT_RULE = 'is the database\'s port (3306 for MySQL/MariaDB), PORT the one this server listens on'
 const ISSUER_URL_RULE = 'OIDC_ISSUER must be an http(s) URL without query, fragment or credentials, such as https://sso.example/realms/main'
 const sso: Env = { OIDC_ISSUER: 'https://sso.example/realms/main', OIDC_CLIENT_ID: 'app', OIDC_CLIENT_SECRET: 'client-secret', PUBLIC_URL: 'https://app.example' }
 
@@ -60,6 +61,10 @@ const badValues: Array<[string, Env, string]> = [
   ['only commas', { ...database, SESSION_HOST: ' , ' }, 'SESSION_HOST must name at least one host'],
   ['one node twice', { ...database, SESSION_HOST: 'db1,db1:3306' }, 'SESSION_HOST must not list the same host:port twice'],
   ['the lease table as the session table', { ...database, SESSION_TABLE: 'session_leases' }, 'SESSION_TABLE must not be session_leases: the store keeps its cleanup leases in that table'],
+  ['the database\'s port as PORT, on loopback', { ...database, PORT: '3306' }, `SESSION_PORT must not be PORT (3306) while the database is on this machine (SESSION_HOST 127.0.0.1): SESSION_PORT ${DATABASE_PORT_RULE}`],
+  ['the database\'s port as PORT, on localhost', { ...database, SESSION_HOST: 'localhost', SESSION_PORT: '9000' }, `SESSION_PORT must not be PORT (9000) while the database is on this machine (SESSION_HOST localhost): SESSION_PORT ${DATABASE_PORT_RULE}`],
+  ['the database\'s port as PORT, on HOST', { ...database, SESSION_HOST: 'app.internal', HOST: 'app.internal', SESSION_PORT: '8080', PORT: '8080' }, `SESSION_PORT must not be PORT (8080) while the database is on this machine (SESSION_HOST app.internal): SESSION_PORT ${DATABASE_PORT_RULE}`],
+  ['a node on this machine at PORT', { ...database, SESSION_HOST: 'db1,[::1]:9000' }, `SESSION_HOST must not name PORT (9000) for a database on this machine ([::1]:9000): the port there ${DATABASE_PORT_RULE}`],
   ['SameSite=None on an insecure cookie', { SESSION_COOKIE_SAMESITE: 'none', SESSION_COOKIE_SECURE: 'false' }, 'SESSION_COOKIE_SAMESITE=none needs SESSION_COOKIE_SECURE=true or auto (browsers drop SameSite=None cookies that are not Secure)'],
   ['trust proxy garbage', { TRUST_PROXY: 'not-an-address' }, 'TRUST_PROXY must be true, false, a hop count or comma-separated addresses/CIDRs'],
   ['touch-after not below max age', { SESSION_MAX_AGE: '60000', SESSION_TOUCH_AFTER: '60000' }, 'SESSION_TOUCH_AFTER must be less than SESSION_MAX_AGE'],
@@ -107,6 +112,13 @@ t.test('SESSION_HOST lists a Galera cluster\'s nodes, each with SESSION_PORT unl
     { host: '::1', port: 3310 }
   ])
   t.same(databaseEndpoints(loadConfig(database).config), [{ host: '127.0.0.1', port: 3306 }], 'one host, as before')
+})
+
+t.test('PORT may be the database\'s port number on another machine, or when this server takes a random port', async (t) => {
+  t.doesNotThrow(() => loadConfig({ ...database, SESSION_HOST: 'db.example', PORT: '3306' }), 'another machine')
+  t.doesNotThrow(() => loadConfig({ ...database, SESSION_HOST: 'db1,db2:9000' }), 'another machine, the port in SESSION_HOST')
+  t.doesNotThrow(() => loadConfig({ ...database, HOST: '127.0.0.1', SESSION_HOST: '10.0.0.7', PORT: '3306' }), 'bound to loopback, the database elsewhere')
+  t.doesNotThrow(() => loadConfig({ ...database, PORT: '0' }), 'PORT=0')
 })
 
 t.test('defaults are the seed app\'s settings', async (t) => {
@@ -187,6 +199,14 @@ t.test('TRUST_PROXY=true warns in production, a hop count or proxy addresses do 
   t.notOk(development.some((warning) => TRUST_ANYONE.test(warning)), 'not outside production: a local proxy or none')
 })
 
+t.test('SESSION_COOKIE_SECURE=auto in production without TRUST_PROXY warns: nothing would ever be Secure', async (t) => {
+  const AUTO_WITHOUT_PROXY = /^SESSION_COOKIE_SECURE=auto without TRUST_PROXY: .*plain HTTP.*TLS proxy.*SESSION_COOKIE_SECURE=true/
+  t.match(loadConfig({ ...productionOk, SESSION_COOKIE_SECURE: 'auto' }).warnings, [AUTO_WITHOUT_PROXY], 'production, no proxy: one warning')
+  t.same(loadConfig({ ...productionOk, SESSION_COOKIE_SECURE: 'auto', TRUST_PROXY: '1' }).warnings, [], 'behind a trusted proxy: none')
+  t.same(loadConfig({ ...productionOk, SESSION_COOKIE_SECURE: 'true' }).warnings, [], 'true: none')
+  t.notOk(loadConfig({ ...database, SESSION_SECRET: 'x', SESSION_COOKIE_SECURE: 'auto' }).warnings.some((warning) => AUTO_WITHOUT_PROXY.test(warning)), 'not outside production')
+})
+
 t.test('the server logs that warning at start', async (t) => {
   const db = await createTestDatabase(t)
   const log = captureLog()
@@ -238,10 +258,14 @@ t.test('.env.example lists every variable, each under a comment, with its defaul
   })
   const properties = configSchema.properties as Record<string, { default?: unknown }>
   t.same([...listed.keys()].sort(), Object.keys(properties).sort(), 'exactly the schema\'s variables')
+  // Deliberately not the default: a copy of the file makes a development server, and over plain
+  // HTTP a Secure-only cookie (the default, true) would refuse every login (env-example.test.ts).
+  const forDevelopment: Record<string, string> = { SESSION_COOKIE_SECURE: 'auto' }
   for (const [name, schema] of Object.entries(properties)) {
     if (schema.default === undefined) continue
     const value = listed.get(name)
-    t.ok(value === '' || value === String(schema.default), `${name}=${value}: the default (${String(schema.default)}) or empty`)
+    const expected = forDevelopment[name] ?? String(schema.default)
+    t.ok(value === '' || value === expected, `${name}=${value}: ${forDevelopment[name] ? 'the development value' : 'the default'} (${expected}) or empty`)
   }
   t.doesNotThrow(() => loadConfig(parseEnv(lines.join('\n'))), 'and its values are valid')
 })

@@ -44,11 +44,13 @@ t.test('the log of a whole scenario holds no session id, cookie, password or SQL
   t.equal((await client.request('/session')).status, 503)
   await db.server.start()
   t.equal((await client.request('/session')).status, 200)
-  // An instance configured with a wrong password.
-  await build(t, { ...env, SESSION_PASSWORD: wrongPassword }, { logger: log.logger })
+  // An instance configured with a wrong password: it does not start, and says why in one line.
+  const refused = await build(t, { ...env, SESSION_PASSWORD: wrongPassword }, { logger: log.logger }).then(() => '', (error: Error) => error.message)
+  t.match(refused, /refused the login of SESSION_USER app .*Access denied/, 'a wrong password stops start-up')
+  t.notOk(refused.includes(wrongPassword) || refused.includes(password), 'and its line holds no password')
 
   const text = log.text()
-  for (const expected of [/incoming request/, /the client gets a fresh session/, /"msg":"request failed"/, /expired-session cleanup failed/, /Access denied/]) {
+  for (const expected of [/incoming request/, /the client gets a fresh session/, /"msg":"request failed"/, /expired-session cleanup failed/]) {
     t.match(text, expected, `the scenario logged ${expected}`)
   }
   const secrets: Array<[string, string]> = [

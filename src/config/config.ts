@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { hostname, networkInterfaces } from 'node:os'
 import { parseEnv } from 'node:util'
 import { Ajv, type ErrorObject } from 'ajv'
 import ajvErrorsModule from 'ajv-errors'
@@ -190,6 +191,7 @@ export function finalizeConfig (config: Config): string[] {
     if (new Set(endpoints.map(({ host, port }) => `${host}:${port}`)).size < endpoints.length) {
       throw new ConfigError('SESSION_HOST must not list the same host:port twice')
     }
+    checkDatabasePort(config, endpoints)
     if (config.SESSION_TABLE === LEASE_TABLE) throw new ConfigError(`SESSION_TABLE must not be ${LEASE_TABLE}: the store keeps its cleanup leases in that table`)
   }
 
@@ -208,6 +210,12 @@ export function finalizeConfig (config: Config): string[] {
     warnings.push('TRUST_PROXY=true believes X-Forwarded-For from any client: a client picks the address the per-address login throttle counts and the session list shows. Set the hop count (TRUST_PROXY=1 for one proxy) or the proxies\' addresses (TRUST_PROXY=10.0.0.1,10.0.0.2) instead')
   }
 
+  // The server itself speaks plain HTTP: without a trusted proxy saying https, `auto` never marks
+  // a cookie Secure, and people get logged in over plain HTTP.
+  if (production && config.SESSION_COOKIE_SECURE === 'auto' && trustProxySetting(config) === false) {
+    warnings.push('SESSION_COOKIE_SECURE=auto without TRUST_PROXY: this server speaks plain HTTP, so no cookie it sends is Secure and logins work over plain HTTP. In production put it behind a TLS proxy, set TRUST_PROXY to that proxy, and SESSION_COOKIE_SECURE=true')
+  }
+
   if (config.SESSION_TOUCH_AFTER !== undefined && config.SESSION_TOUCH_AFTER >= config.SESSION_MAX_AGE) {
     throw new ConfigError('SESSION_TOUCH_AFTER must be less than SESSION_MAX_AGE')
   }
@@ -221,6 +229,32 @@ export function finalizeConfig (config: Config): string[] {
   }
   checkSingleSignOn(config)
   return warnings
+}
+
+/**
+ * The database on this machine at the port this server listens on: one of the two is wrong, and
+ * mostly SESSION_PORT was taken for this server's port. Other hosts may well use PORT's number.
+ */
+function checkDatabasePort (config: Config, endpoints: DatabaseEndpoint[]): void {
+  if (config.PORT === 0) return
+  const clash = endpoints.find(({ host, port }) => port === config.PORT && isThisMachine(host, config.HOST))
+  if (clash === undefined) return
+  const rest = 'is the database\'s port (3306 for MySQL/MariaDB), PORT the one this server listens on'
+  if (clash.port === config.SESSION_PORT) {
+    throw new ConfigError(`SESSION_PORT must not be PORT (${config.PORT}) while the database is on this machine (SESSION_HOST ${clash.host}): SESSION_PORT ${rest}`)
+  }
+  const node = clash.host.includes(':') ? `[${clash.host}]:${clash.port}` : `${clash.host}:${clash.port}`
+  throw new ConfigError(`SESSION_HOST must not name PORT (${config.PORT}) for a database on this machine (${node}): the port there ${rest}`)
+}
+
+/** Loopback, localhost, HOST itself, or, when HOST is every address, any address of this machine. */
+function isThisMachine (host: string, listenHost: string): boolean {
+  const name = host.toLowerCase()
+  if (name === 'localhost' || name.endsWith('.localhost') || name === '::1' || /^127(?:\.\d{1,3}){3}$/.test(name)) return true
+  if (name === listenHost.toLowerCase() || name === '0.0.0.0' || name === '::') return true
+  if (listenHost !== '0.0.0.0' && listenHost !== '::') return false
+  if (name === hostname().toLowerCase()) return true
+  return Object.values(networkInterfaces()).some((addresses) => addresses?.some(({ address }) => address.toLowerCase() === name))
 }
 
 /** SSO is on with OIDC_ISSUER; then the client and the public URL the provider redirects to are needed. */

@@ -1,5 +1,5 @@
 import { escapeId, type RowDataPacket } from 'mysql2/promise'
-import { LEASE_TABLE_DDL, type Queryable } from './lease.js'
+import { LEASE_TABLE, LEASE_TABLE_DDL, type Queryable } from './lease.js'
 
 const ER_DUP_FIELDNAME = 1060
 const ER_DUP_KEYNAME = 1061
@@ -22,9 +22,12 @@ const USER_KEY_COLUMN = 'user_key char(43) CHARACTER SET ascii COLLATE ascii_bin
  * where DDL runs in total order): each step checks first, and a step another process has just
  * done is taken as done.
  *
+ * It also asks the server whether this user may read and write both tables (checkPrivileges), so
+ * a missing grant stops start-up with its name (startup-check.ts) instead of failing every save.
+ *
  * An earlier version's generated `user_name` column (JSON_VALUE over the data) is left in place,
  * unused, so instances of that version keep working during a rolling upgrade; drop it once none
- * runs (docs in the README).
+ * runs (docs/operations.md).
  */
 export async function createOrUpgradeTable (db: Queryable, table: string): Promise<void> {
   const name = escapeId(table)
@@ -38,6 +41,9 @@ export async function createOrUpgradeTable (db: Queryable, table: string): Promi
     KEY idx_user_key (user_key)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`)
   await db.query(LEASE_TABLE_DDL)
+  // information_schema shows a user only the columns it may use: without SELECT the table would
+  // look as if it had none.
+  await checkPrivileges(db, [`SELECT * FROM ${name}`, `SELECT * FROM ${escapeId(LEASE_TABLE)}`])
   const columns = await columnsOf(db, table)
   const missing = REQUIRED_COLUMNS.filter((column) => !columns.has(column))
   if (missing.length > 0) {
@@ -52,6 +58,35 @@ export async function createOrUpgradeTable (db: Queryable, table: string): Promi
   }
   if (!(await hasIndexOn(db, table, 'user_key'))) {
     await ignoreError(ER_DUP_KEYNAME, db.query(`ALTER TABLE ${name} ADD INDEX idx_user_key (user_key)`))
+  }
+  const leases = escapeId(LEASE_TABLE)
+  await checkPrivileges(db, [
+    `INSERT INTO ${name} (session_id, expires, data, user_key) VALUES (?, ?, ?, ?)`,
+    `UPDATE ${name} SET expires = ?, data = ?, user_key = ? WHERE session_id = ?`,
+    `DELETE FROM ${name} WHERE session_id = ?`,
+    `INSERT INTO ${leases} (name, holder, slot, held_until) VALUES (?, ?, ?, ?)`,
+    `UPDATE ${leases} SET held_until = ? WHERE name = ?`,
+    `DELETE FROM ${leases} WHERE name = ?`
+  ])
+}
+
+/**
+ * The privileges the store needs on its database: these statements, and CREATE and ALTER for the
+ * tables' creation and upgrade (ALTER TABLE … ADD INDEX needs no INDEX privilege). Checked at
+ * start by running it as a user with exactly this grant (test/startup-database-errors.test.ts).
+ */
+export const REQUIRED_PRIVILEGES = 'SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER'
+
+/**
+ * Whether this user may run each statement, asked of the server without running it: PREPARE
+ * checks the statement's privileges (ER_TABLEACCESS_DENIED_ERROR) and executes nothing, so no row
+ * is touched and nothing is replicated or logged.
+ */
+async function checkPrivileges (db: Queryable, statements: string[]): Promise<void> {
+  try {
+    for (const sql of statements) await db.query('PREPARE session_store_privilege_check FROM ?', [sql])
+  } finally {
+    await db.query('DEALLOCATE PREPARE session_store_privilege_check').catch(() => {})
   }
 }
 
