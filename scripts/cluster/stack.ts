@@ -82,7 +82,7 @@ export async function startClusterStack (options: StackOptions = {}): Promise<Cl
     // Only what the store does: its rows, and creating or upgrading its two tables.
     await admin.query(`CREATE DATABASE IF NOT EXISTS ${DATABASE}`)
     await admin.query(`CREATE USER IF NOT EXISTS '${DATABASE_USER}'@'127.0.0.1' IDENTIFIED BY ?`, [password])
-    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER, INDEX ON ${DATABASE}.* TO '${DATABASE_USER}'@'127.0.0.1'`)
+    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER ON ${DATABASE}.* TO '${DATABASE_USER}'@'127.0.0.1'`)
     await admin.end()
 
     const accounts = { names: options.users ?? ['demo'], password: randomBytes(9).toString('base64url') }
