@@ -135,9 +135,14 @@ t.test('a PORT this user may not listen on: exit 1, one line, no stack', { skip:
     cwd: tmpdir(),
     ...(process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {})
   })
+  // Should it listen after all (the port opened to this user meanwhile), it must not stay.
+  t.teardown(() => { child.kill('SIGKILL') })
   let stdout = ''
   let stderr = ''
-  child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString()
+    if (stdout.includes('Server listening')) child.kill('SIGKILL')
+  })
   child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
   const code = await new Promise((resolve) => child.once('exit', resolve))
   t.equal(code, 1)

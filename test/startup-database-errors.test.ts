@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { createConnection, type RowDataPacket } from 'mysql2/promise'
 import t, { type Test } from 'tap'
 import { userKey } from '../src/session/identity.js'
-import { Client, baseEnv, createTestDatabase, databaseUrl, httpRequest, inAnHour, type Env } from './helper.js'
+import { Client, baseEnv, createTestDatabase, databaseUrl, httpRequest, inAnHour, privateDatabase, type Env } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
 import { adminSettings, asAdmin, createTestUser } from './support/database-users.js'
 import { freePort } from './support/private-mariadb.js'
@@ -170,11 +170,32 @@ t.test('a server error that passes (the user\'s connection limit reached): it st
   t.equal((await httpRequest(`http://127.0.0.1:${port}/health/ready`)).status, 503)
   t.equal((await httpRequest(`http://127.0.0.1:${port}/session`)).status, 503)
   await holder.end()
-  t.equal((await httpRequest(`http://127.0.0.1:${port}/health/ready`)).status, 200, 'ready once the connection is free, without a restart')
+  // mysql2 resolves end() before the server has let the connection go: ask until it has.
+  let ready = 0
+  for (const deadline = Date.now() + 10_000; ready !== 200 && Date.now() < deadline;) {
+    ready = (await httpRequest(`http://127.0.0.1:${port}/health/ready`)).status
+    if (ready !== 200) await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+  t.equal(ready, 200, 'ready once the connection is free, without a restart')
   t.equal((await httpRequest(`http://127.0.0.1:${port}/session`)).status, 200)
   server.child.kill('SIGTERM')
   const exit = await server.exited
   const warning = exit.stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { level: number, msg: string })
     .find((entry) => entry.level === 40 && entry.msg.startsWith('the session database'))
   t.match(warning?.msg, new RegExp(`^the session database does not answer \\(${where}: ER_USER_LIMIT_REACHED User '${user.name}' has exceeded the 'max_user_connections' resource \\(current value: 1\\)\\); session routes answer 503 until it does$`))
+})
+
+t.test('an account whose authentication method mysql2 does not speak (MariaDB\'s ed25519): exit 1, one line', async (t) => {
+  // On a private server: the plugin is installed for this test only.
+  const db = await privateDatabase(t)
+  try {
+    await db.admin.query("INSTALL SONAME 'auth_ed25519'")
+  } catch (error) {
+    t.skip(`this MariaDB has no ed25519 plugin: ${(error as Error).message}`)
+    return
+  }
+  await db.admin.query("CREATE USER 'edward'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('correct horse')")
+  await db.admin.query("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, ALTER ON sessions.* TO 'edward'@'%'")
+  const result = await refusedStart(t, { ...env('sessions', 'edward', 'correct horse'), SESSION_HOST: '127.0.0.1', SESSION_PORT: String(db.server.port) })
+  t.match(result.stderr, new RegExp(`^the database server at 127\\.0\\.0\\.1:${db.server.port} refused the login of SESSION_USER edward \\(SESSION_DATABASE sessions\\): .*client_ed25519.*; check SESSION_USER`))
 })

@@ -54,9 +54,12 @@ export default fp<SessionStoreOptions>(async function sessionStorePlugin (fastif
   } catch (error) {
     const diagnosis = await diagnoseStartup(error, config)
     if (diagnosis.permanent) {
-      await store.close()
-      await pool.end()
-      stopIfPermanent(diagnosis)
+      try {
+        await store.close()
+        await pool.end()
+      } finally {
+        stopIfPermanent(diagnosis)
+      }
     }
     log.warn({ err: error }, diagnosis.message)
   }

@@ -1,7 +1,7 @@
 import { connect } from 'node:net'
 import { createConnection, type RowDataPacket } from 'mysql2/promise'
 import { ConfigError, databaseEndpoints, type Config, type DatabaseEndpoint } from '../config/config.js'
-import { REQUIRED_PRIVILEGES } from './table.js'
+import { REQUIRED_PRIVILEGES, SessionTableError } from './table.js'
 
 /**
  * What start-up makes of a session database that failed its first ping: a configuration error
@@ -29,7 +29,9 @@ const LOGIN_REFUSED = new Set([
   1698, // ER_ACCESS_DENIED_NO_PASSWORD_ERROR: the account authenticates otherwise (unix_socket)
   1130, // ER_HOST_NOT_PRIVILEGED: no account for this client's address at all
   1251, // ER_NOT_SUPPORTED_AUTH_MODE: an authentication plugin the client does not speak
+  1820, // ER_MUST_CHANGE_PASSWORD: the password must be reset before any statement
   1862, // ER_MUST_CHANGE_PASSWORD_LOGIN: the password has expired
+  3159, // MySQL ER_SECURE_TRANSPORT_REQUIRED: the server takes TLS connections only
   3118, // MySQL ER_ACCOUNT_HAS_BEEN_LOCKED
   4151 // MariaDB ER_ACCOUNT_HAS_BEEN_LOCKED
 ])
@@ -87,6 +89,8 @@ export async function diagnoseStartup (pingError: unknown, config: Config): Prom
   // of the privilege check refused (the grant is missing), else something the next request may
   // not meet again (a lock that outlasted the deadline, a table it cannot use).
   const endpoint = endpoints[answering] as DatabaseEndpoint
+  const tableError = causeNamed(pingError, SessionTableError.name)
+  if (tableError) return permanent(`${tableError.message} (SESSION_DATABASE ${config.SESSION_DATABASE as string} at ${endpointName(endpoint)})`)
   const serverError = serverErrorOf(pingError)
   if (serverError && NO_PRIVILEGE.has(serverError.errno)) {
     return permanent(noPrivilege(endpoint, config, serverError, (states[answering] as { account: string }).account))
@@ -102,6 +106,12 @@ export function stopIfPermanent (diagnosis: StartupDiagnosis): void {
 /** `host:port`, an IPv6 address in brackets. */
 export function endpointName ({ host, port }: DatabaseEndpoint): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+}
+
+/** The error of that class here or in a cause, known by its name: the store scrubs errors into copies (store-errors.ts). */
+function causeNamed (error: unknown, name: string): Error | undefined {
+  for (let cause = error; cause instanceof Error; cause = cause.cause) if (cause.name === name) return cause
+  return undefined
 }
 
 /** The server's own error (an ERR packet: a positive errno), here or in a cause; not a socket's (negative errno). */
@@ -132,6 +142,9 @@ async function probeEndpoint (endpoint: DatabaseEndpoint, config: Config, probeM
     }
     const code = (error as { code?: string }).code
     if (code !== undefined && UNREACHABLE.has(code)) return { kind: 'unreachable', reason: code }
+    // The server asked for an authentication method mysql2 does not speak (MariaDB's ed25519, PAM,
+    // GSSAPI): no retry logs this account in.
+    if (code === 'AUTH_SWITCH_PLUGIN_ERROR') return { kind: 'refused', error: { errno: 0, code, message: (error as Error).message } }
     // Connected (or timed out) without a login: read what the server says first, if anything.
     return await readGreeting(endpoint, probeMs)
   }

@@ -48,7 +48,7 @@ export async function createOrUpgradeTable (db: Queryable, table: string): Promi
   const missing = REQUIRED_COLUMNS.filter((column) => !columns.has(column))
   if (missing.length > 0) {
     // express-mysql-session's `schema.columnNames` renames them; this store's queries name them.
-    throw new Error(`the session table ${table} has no column ${missing.join(', ')}: other column names than session_id, expires, data are not supported; rename them (docs/migrating-from-express.md)`)
+    throw new SessionTableError(`the session table ${table} has no column ${missing.join(', ')}: other column names than session_id, expires, data are not supported; rename them (docs/migrating-from-express.md)`)
   }
   if (!(await hasIndexOn(db, table, 'expires'))) {
     await ignoreError(ER_DUP_KEYNAME, db.query(`ALTER TABLE ${name} ADD INDEX idx_expires (expires)`))
@@ -68,6 +68,11 @@ export async function createOrUpgradeTable (db: Queryable, table: string): Promi
     `UPDATE ${leases} SET held_until = ? WHERE name = ?`,
     `DELETE FROM ${leases} WHERE name = ?`
   ])
+}
+
+/** A table this store cannot use as it is: a configuration error, which no retry cures. */
+export class SessionTableError extends Error {
+  override name = 'SessionTableError'
 }
 
 /**
