@@ -191,7 +191,7 @@ t.test('an account whose authentication method mysql2 does not speak (MariaDB\'s
   try {
     await db.admin.query("INSTALL SONAME 'auth_ed25519'")
   } catch (error) {
-    t.skip(`this MariaDB has no ed25519 plugin: ${(error as Error).message}`)
+    t.plan(0, `this MariaDB has no ed25519 plugin: ${(error as Error).message}`)
     return
   }
   await db.admin.query("CREATE USER 'edward'@'%' IDENTIFIED VIA ed25519 USING PASSWORD('correct horse')")
