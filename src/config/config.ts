@@ -128,6 +128,11 @@ export interface DatabaseEndpoint {
 // A name or IPv4 address, or an IPv6 address in brackets, then an optional :port.
 const ENDPOINT = /^(?:\[([0-9A-Fa-f:.]+)\]|([^\s:[\]]+))(?::(\d{1,5}))?$/
 
+/** `host:port`, an IPv6 address in brackets. */
+export function endpointName ({ host, port }: DatabaseEndpoint): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
+}
+
 /**
  * The servers SESSION_HOST names, in its order (the order the store prefers them in), each with
  * SESSION_PORT unless it names its own port. Throws a ConfigError naming the entry that is wrong.
@@ -243,8 +248,7 @@ function checkDatabasePort (config: Config, endpoints: DatabaseEndpoint[]): void
   if (clash.port === config.SESSION_PORT) {
     throw new ConfigError(`SESSION_PORT must not be PORT (${config.PORT}) while the database is on this machine (SESSION_HOST ${clash.host}): SESSION_PORT ${rest}`)
   }
-  const node = clash.host.includes(':') ? `[${clash.host}]:${clash.port}` : `${clash.host}:${clash.port}`
-  throw new ConfigError(`SESSION_HOST must not name PORT (${config.PORT}) for a database on this machine (${node}): the port there ${rest}`)
+  throw new ConfigError(`SESSION_HOST must not name PORT (${config.PORT}) for a database on this machine (${endpointName(clash)}): the port there ${rest}`)
 }
 
 /** Loopback, localhost, HOST itself, or, when HOST is every address, any address of this machine. */

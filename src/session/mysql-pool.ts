@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Pool as CorePool, PoolConnection as CoreConnection, QueryError } from 'mysql2'
 import { createConnection, createPool, type Connection, type Pool, type RowDataPacket } from 'mysql2/promise'
-import { databaseEndpoints, type Config, type DatabaseEndpoint } from '../config/config.js'
+import { databaseEndpoints, endpointName, type Config, type DatabaseEndpoint } from '../config/config.js'
 import { isConflict } from './store-errors.js'
 
 /**
@@ -58,7 +58,7 @@ class DatabaseNode {
   private readonly prepared = new WeakSet<CoreConnection>()
 
   constructor (readonly endpoint: DatabaseEndpoint, config: Config) {
-    this.name = `${endpoint.host}:${endpoint.port}`
+    this.name = endpointName(endpoint)
     this.pool = createPool({
       ...connectionSettings(endpoint, config),
       connectionLimit: 10,

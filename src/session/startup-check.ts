@@ -1,6 +1,6 @@
 import { connect } from 'node:net'
 import { createConnection, type RowDataPacket } from 'mysql2/promise'
-import { ConfigError, databaseEndpoints, type Config, type DatabaseEndpoint } from '../config/config.js'
+import { ConfigError, databaseEndpoints, endpointName, type Config, type DatabaseEndpoint } from '../config/config.js'
 import { REQUIRED_PRIVILEGES, SessionTableError } from './table.js'
 
 /**
@@ -101,11 +101,6 @@ export async function diagnoseStartup (pingError: unknown, config: Config): Prom
 /** Throws the DatabaseConfigError a permanent diagnosis stands for. */
 export function stopIfPermanent (diagnosis: StartupDiagnosis): void {
   if (diagnosis.permanent) throw new DatabaseConfigError(diagnosis.message)
-}
-
-/** `host:port`, an IPv6 address in brackets. */
-export function endpointName ({ host, port }: DatabaseEndpoint): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }
 
 /** The error of that class here or in a cause, known by its name: the store scrubs errors into copies (store-errors.ts). */
