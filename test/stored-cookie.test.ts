@@ -1,3 +1,4 @@
+import type { RowDataPacket } from 'mysql2/promise'
 import t from 'tap'
 import { baseEnv, build, Client, createTestDatabase, httpRequest, insertSessionRow, listen, serve } from './helper.js'
 import { signedCookie } from './support/signed-cookie.js'
@@ -75,4 +76,23 @@ t.test('logout with SameSite=None and SESSION_COOKIE_SECURE=auto over plain HTTP
   const res = await client.request('/session/logout', { method: 'POST' })
   t.equal(res.status, 204)
   t.match(String(res.headers['set-cookie']), /^sid=; .*Max-Age=0; HttpOnly; SameSite=Lax$/)
+})
+
+t.test('the stored lifetime does not shrink when the clock ticks while the bridge renews the cookie', async (t) => {
+  const { db, client } = await serve(t)
+  t.equal((await client.request('/session/state', { method: 'PUT', body: { n: 0 } })).status, 200)
+  // Every reading of the clock a millisecond after the one before, during one save: express-session
+  // derives the cookie's originalMaxAge from two readings.
+  const realNow = Date.now
+  let now = realNow()
+  Date.now = () => ++now
+  let status: number
+  try {
+    status = (await client.request('/session/state', { method: 'PUT', body: { n: 1 } })).status
+  } finally {
+    Date.now = realNow
+  }
+  t.equal(status, 200)
+  const [rows] = await db.pool.query<RowDataPacket[]>('SELECT data FROM sessions')
+  t.equal(JSON.parse(String(rows[0]?.data)).cookie.originalMaxAge, 2628000000, 'SESSION_MAX_AGE exactly, as configured')
 })
