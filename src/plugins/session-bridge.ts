@@ -117,12 +117,12 @@ export default fp(async function sessionBridge (fastify) {
     // The idle timeout restarts now (express-session would do it while ending the response), for
     // no longer than SESSION_MAX_AGE whatever the route set.
     limitCookieLifetime(current.cookie, cookiePolicy)
-    const lifetime = current.cookie.originalMaxAge
+    const cookieLifetime = current.cookie.originalMaxAge
     current.touch()
     // express-session re-derives originalMaxAge as `expires - Date.now()` just after setting
     // expires: a millisecond short when one ticked between, which the row would keep and the next
     // touch shorten again.
-    current.cookie.originalMaxAge = lifetime
+    current.cookie.originalMaxAge = cookieLifetime
     if (modified || neverStored) {
       if (modified || config.SESSION_SAVE_UNINITIALIZED) await save(request.raw)
     } else if (config.SESSION_RESAVE) {
