@@ -193,7 +193,7 @@ export function finalizeConfig (config: Config): string[] {
     if (config.SESSION_DATABASE === undefined) throw new ConfigError('SESSION_DATABASE is required when SESSION_HOST is set')
     const endpoints = databaseEndpoints(config)
     if (endpoints.length === 0) throw new ConfigError('SESSION_HOST must name at least one host')
-    if (new Set(endpoints.map(({ host, port }) => `${host}:${port}`)).size < endpoints.length) {
+    if (new Set(endpoints.map(endpointName)).size < endpoints.length) {
       throw new ConfigError('SESSION_HOST must not list the same host:port twice')
     }
     checkDatabasePort(config, endpoints)

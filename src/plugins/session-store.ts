@@ -6,7 +6,7 @@ import type { ManagedStore } from '../session/managed-store.js'
 import { MemorySessionStore } from '../session/memory-store.js'
 import { STORE_DEADLINE_MS } from '../session/mysql-pool.js'
 import { createMysqlStore } from '../session/mysql-store.js'
-import { diagnoseStartup, stopIfPermanent } from '../session/startup-check.js'
+import { DatabaseConfigError, diagnoseStartup } from '../session/startup-check.js'
 import configPlugin, { type ConfigPluginOptions } from './config.js'
 import { metricsOf } from './metrics.js'
 
@@ -54,12 +54,10 @@ export default fp<SessionStoreOptions>(async function sessionStorePlugin (fastif
   } catch (error) {
     const diagnosis = await diagnoseStartup(error, config)
     if (diagnosis.permanent) {
-      try {
-        await store.close()
-        await pool.end()
-      } finally {
-        stopIfPermanent(diagnosis)
-      }
+      // Start-up ends with the one line, whatever closing the pool says.
+      await store.close().catch(() => {})
+      await pool.end().catch(() => {})
+      throw new DatabaseConfigError(diagnosis.message)
     }
     log.warn({ err: error }, diagnosis.message)
   }

@@ -102,7 +102,8 @@ class DatabaseNode {
   }
 }
 
-function connectionSettings (endpoint: DatabaseEndpoint, config: Config) {
+/** How the store connects to one server; the start-up diagnosis logs in the same way. */
+export function connectionSettings (endpoint: DatabaseEndpoint, config: Config) {
   return {
     host: endpoint.host,
     port: endpoint.port,

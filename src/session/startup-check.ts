@@ -1,6 +1,7 @@
 import { connect } from 'node:net'
 import { createConnection, type RowDataPacket } from 'mysql2/promise'
 import { ConfigError, databaseEndpoints, endpointName, type Config, type DatabaseEndpoint } from '../config/config.js'
+import { connectionSettings } from './mysql-pool.js'
 import { REQUIRED_PRIVILEGES, SessionTableError } from './table.js'
 
 /**
@@ -98,11 +99,6 @@ export async function diagnoseStartup (pingError: unknown, config: Config): Prom
   return transient(`the session database at ${endpointName(endpoint)} answers, but the store's first use of it failed (${describeError(pingError)}); session routes answer 503 until it succeeds`)
 }
 
-/** Throws the DatabaseConfigError a permanent diagnosis stands for. */
-export function stopIfPermanent (diagnosis: StartupDiagnosis): void {
-  if (diagnosis.permanent) throw new DatabaseConfigError(diagnosis.message)
-}
-
 /** The error of that class here or in a cause, known by its name: the store scrubs errors into copies (store-errors.ts). */
 function causeNamed (error: unknown, name: string): Error | undefined {
   for (let cause = error; cause instanceof Error; cause = cause.cause) if (cause.name === name) return cause
@@ -148,10 +144,7 @@ async function probeEndpoint (endpoint: DatabaseEndpoint, config: Config, probeM
 /** Logs in (with SESSION_DATABASE, or without), and returns CURRENT_USER() as `'user'@'host'`. */
 async function currentAccount (endpoint: DatabaseEndpoint, config: Config, probeMs: number, withDatabase: boolean): Promise<string> {
   const connection = await createConnection({
-    host: endpoint.host,
-    port: endpoint.port,
-    user: config.SESSION_USER,
-    password: config.SESSION_PASSWORD,
+    ...connectionSettings(endpoint, config),
     database: withDatabase ? config.SESSION_DATABASE : undefined,
     connectTimeout: probeMs
   })
