@@ -130,11 +130,13 @@ function unprivilegedPortStart (): number {
 }
 const asRoot = process.getuid?.() === 0
 const asNobody = asRoot ? { uid: 65534, gid: 65534 } : {}
-/** Why the test cannot run here, or false: as root it needs a node binary that nobody may run. */
+/** Why the test cannot run here, or false: as root it runs the server as nobody, who must reach node, tsx and the source. */
 function whyNotPrivilegedPort (): string | false {
   if (unprivilegedPortStart() <= 80) return 'port 80 is open to every user here'
-  // npm run test:node-versions runs a node from root's cache, which nobody cannot reach.
-  if (asRoot && spawnSync(process.execPath, ['-e', ''], asNobody).status !== 0) return `nobody may not run ${process.execPath}`
+  // npm run test:node-versions runs a node from root's cache, and a checkout under a private
+  // folder (mktemp -d) is closed to nobody too.
+  const probe = spawnSync('env', ['-u', 'NODE_OPTIONS', process.execPath, '--import', import.meta.resolve('tsx'), '-e', `require('node:fs').accessSync(${JSON.stringify(serverEntry)})`], { ...asNobody, cwd: tmpdir() })
+  if (asRoot && probe.status !== 0) return `nobody may not run ${process.execPath} on ${serverEntry}`
   return false
 }
 t.test('a PORT this user may not listen on: exit 1, one line, no stack', { skip: whyNotPrivilegedPort() }, async (t) => {
