@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { RowDataPacket } from 'mysql2/promise'
+import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise'
 import t from 'tap'
 import { LEASE_TABLE } from '../src/session/lease.js'
 import { maintenanceLeaseName } from '../src/session/mysql-store.js'
@@ -78,8 +78,15 @@ async function untilBoth (done: (metrics: Scrape, index: number) => boolean): Pr
 
 t.test('the cleanup runs on one instance at a time: neither deletes while another holds the lease', async (t) => {
   const lease = maintenanceLeaseName('cleanup', db.name, 'sessions')
-  // The test holds the lease, as a third instance does while it cleans.
-  await db.pool.query(`UPDATE ${LEASE_TABLE} SET holder = 'third', held_until = ? WHERE name = ?`, [Date.now() + 60000, lease])
+  // The test takes the lease as a third instance does: only while nobody holds it. Overwriting a
+  // held lease would let the holder's batch, already under way, run after the rows go in.
+  for (let tries = 0; ; tries++) {
+    const [taken] = await db.pool.query<ResultSetHeader>(
+      `UPDATE ${LEASE_TABLE} SET holder = 'third', held_until = ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000) + 60000 WHERE name = ? AND held_until < ROUND(UNIX_TIMESTAMP(NOW(3)) * 1000)`, [lease])
+    if (taken.affectedRows === 1) break
+    if (tries === 300) throw new Error('the instances never let go of the cleanup lease')
+    await sleep(10)
+  }
 
   const before = await Promise.all([scrape(a), scrape(b)])
   const expired = Array.from({ length: 30 }, (_, i) => [`expired${i}`, Math.floor(Date.now() / 1000) - 10, '{"cookie":{}}'])
