@@ -2,6 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifySer
 import { trustProxyFunction, type ConfigSource } from './config/config.js'
 import type { Authenticator } from './auth/authenticator.js'
 import type { SessionUserMapper } from './session/identity.js'
+import { OneLinePerRequest } from './logger.js'
 import apiDocs, { declareSessionCookie } from './plugins/api-docs.js'
 import auth from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
@@ -46,6 +47,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   let trusts: (address: string, hop: number) => boolean = () => false
   const app = Fastify({
     logger: options.logger ?? false,
+    logController: new OneLinePerRequest(),
     trustProxy: (address, hop) => trusts(address, hop)
   })
 

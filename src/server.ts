@@ -2,15 +2,17 @@ import closeWithGrace from 'close-with-grace'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { ConfigError } from './config/config.js'
-import { loggerOptions } from './logger.js'
+import { logDestination, loggerOptions } from './logger.js'
 
 // Production entry point: validate the configuration, listen, and on SIGTERM/SIGINT close the
 // HTTP server, the store and its pool before exiting 0. What stops start-up (a bad variable, a
 // database that refuses the configuration, a port that cannot be had) is one line on stderr and
 // exit 1, without a stack.
 let app: FastifyInstance
+// NODE_ENV as the environment gives it (the logger exists before .env is read).
+const logs = logDestination(process.env.NODE_ENV === 'production')
 try {
-  app = await buildApp({ logger: loggerOptions() })
+  app = await buildApp({ logger: { ...loggerOptions(), stream: logs } })
 } catch (error) {
   if (error instanceof ConfigError) stop(error.message)
   throw error
@@ -22,6 +24,8 @@ closeWithGrace({ delay: 10000 }, async ({ err }) => {
 const { HOST, PORT } = app.sessionConfig
 try {
   await app.listen({ host: HOST, port: PORT })
+  // The line that says it listens goes out now, not with the next block.
+  logs.flushSync()
 } catch (error) {
   const message = error instanceof ConfigError ? error.message : listenProblem(error as NodeJS.ErrnoException, HOST, PORT)
   if (message === undefined) throw error

@@ -50,7 +50,7 @@ t.test('the log of a whole scenario holds no session id, cookie, password or SQL
   t.notOk(refused.includes(wrongPassword) || refused.includes(password), 'and its line holds no password')
 
   const text = log.text()
-  for (const expected of [/incoming request/, /the client gets a fresh session/, /"msg":"request failed"/, /expired-session cleanup failed/]) {
+  for (const expected of [/request completed/, /the client gets a fresh session/, /"msg":"request failed"/, /expired-session cleanup failed/]) {
     t.match(text, expected, `the scenario logged ${expected}`)
   }
   const secrets: Array<[string, string]> = [
