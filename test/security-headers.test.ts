@@ -17,6 +17,15 @@ const usualHeaders = {
   'strict-transport-security': /^max-age=\d+/
 }
 
+// What a resource that is not a document gets (OWASP's REST set), and helmet's headers it does not.
+const apiHeaders = {
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'SAMEORIGIN',
+  'cross-origin-resource-policy': 'same-origin',
+  'strict-transport-security': /^max-age=\d+/
+}
+const documentOnly = ['cross-origin-opener-policy', 'origin-agent-cluster', 'referrer-policy', 'x-dns-prefetch-control', 'x-download-options', 'x-permitted-cross-domain-policies', 'x-xss-protection']
+
 t.test('the page gets a strict Content-Security-Policy and the usual headers', async (t) => {
   const app = await build(t, { SESSION_HOST: undefined })
   const res = await app.inject('/')
@@ -35,12 +44,14 @@ t.test('the page gets a strict Content-Security-Policy and the usual headers', a
   t.notOk('upgrade-insecure-requests' in csp, 'the page works on a plain-HTTP development server')
 })
 
-t.test('the JSON API works with the same headers', async (t) => {
+t.test('the JSON API gets the headers that apply to it, and works with them', async (t) => {
   const { client } = await serve(t)
   const res = await client.request('/session')
   t.equal(res.status, 200)
   t.match(res.json(), { authenticated: false })
-  t.match(res.headers, { ...usualHeaders, 'cache-control': 'no-store', 'content-type': /^application\/json/ })
+  t.match(res.headers, { ...apiHeaders, 'cache-control': 'no-store', 'content-type': /^application\/json/ })
+  t.same(directivesOf(res.headers['content-security-policy']), { 'default-src': ["'none'"], 'frame-ancestors': ["'none'"] }, 'nothing loads or frames a JSON answer opened in a tab')
+  t.same(documentOnly.filter((name) => name in res.headers), [], 'no header that applies to documents only')
   t.ok(client.cookie, 'the session cookie is set')
   t.match((await client.request('/session/state', { method: 'PUT', body: { theme: 'dark' } })).json(), { theme: 'dark' })
   t.match((await client.request('/session')).json(), { state: { theme: 'dark' } }, 'and sent back')
@@ -55,7 +66,22 @@ t.test('the API docs allow inline styles (Swagger UI sets one), nothing else doe
     t.same(csp['style-src'], ["'self'", "'unsafe-inline'"], `${url}: inline styles`)
     t.same(csp['script-src'], ["'self'"], `${url}: scripts as strict as the page's`)
   }
-  for (const url of ['/', '/health/live', '/docsearch']) {
-    t.same(directivesOf((await app.inject(url)).headers['content-security-policy'])['style-src'], ["'self'"], url)
+  t.same(directivesOf((await app.inject('/')).headers['content-security-policy'])['style-src'], ["'self'"], '/')
+  for (const url of ['/health/live', '/docsearch']) {
+    t.notOk(String((await app.inject(url)).headers['content-security-policy']).includes('unsafe-inline'), url)
+  }
+})
+
+t.test('documents get helmet\'s whole set; every other answer the API set', async (t) => {
+  const app = await build(t, { SESSION_HOST: undefined })
+  for (const url of ['/', '/docs']) {
+    const res = await app.inject(url)
+    t.match(res.headers, usualHeaders, url)
+    t.same(documentOnly.filter((name) => !(name in res.headers)), [], `${url}: every document header`)
+  }
+  for (const url of ['/assets/app.js', '/assets/style.css', '/health/live', '/metrics', '/no-such-route', '/session']) {
+    const res = await app.inject(url)
+    t.match(res.headers, apiHeaders, url)
+    t.same(documentOnly.filter((name) => name in res.headers), [], `${url}: none of the document headers`)
   }
 })

@@ -21,14 +21,26 @@ const docsDirectives = { ...directives, 'style-src': ["'self'", "'unsafe-inline'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    securityHeaders?: Record<string, string>
+    /**
+     * Which headers a route's answers get: `page` (an HTML document: helmet's whole set, with the
+     * page's CSP), `docs` (the API docs' pages), or by default `api`, the set that means something
+     * for JSON and assets.
+     */
+    securityHeaders?: 'page' | 'docs' | 'api'
   }
 }
 
 /**
- * Helmet's headers on every answer. The JSON API is unaffected: CSP and framing rules apply to
- * documents, and Cross-Origin-Resource-Policy to no-cors loads, not to the CORS fetches of a
- * separate frontend.
+ * Helmet's headers. A document (the page, the API docs) gets helmet's whole set. Everything else
+ * (the JSON API, the page's script and stylesheet, health, metrics, errors) gets the headers that
+ * mean something for a resource that is not a document, as OWASP's REST cheat sheet lists them:
+ * `nosniff`, `Cross-Origin-Resource-Policy` (no other site may load it with `<script>`/`<img>`),
+ * HSTS, and no framing (`frame-ancestors 'none'` and `X-Frame-Options`), with `default-src 'none'`
+ * for a JSON answer opened in a tab. The other seven of helmet's twelve (COOP, Origin-Agent-Cluster,
+ * Referrer-Policy, X-DNS-Prefetch-Control, X-Download-Options, X-Permitted-Cross-Domain-Policies,
+ * X-XSS-Protection) apply to documents only, and cost every read about 7% of its CPU time in
+ * Node's header handling (docs/benchmarks.md). The JSON API is unaffected by any of them: CORP
+ * applies to no-cors loads, not to the CORS fetches of a separate frontend.
  *
  * Helmet's values depend on nothing in the request (no nonces here), so they are computed once per
  * policy at start; @fastify/helmet built and ran a new helmet middleware on every request, 2-3%
@@ -39,16 +51,28 @@ export default fp(async function securityHeaders (fastify) {
   // page, and form-action covers the redirects of a submitted form.
   const issuer = fastify.sessionConfig.OIDC_ISSUER
   const pageDirectives = issuer ? { ...directives, 'form-action': ["'self'", new URL(issuer).origin] } : directives
-  const pageHeaders = helmetHeaders({ contentSecurityPolicy: { directives: pageDirectives }, referrerPolicy })
-  const docsHeaders = helmetHeaders({ contentSecurityPolicy: { directives: docsDirectives }, referrerPolicy })
+  const headers = {
+    page: helmetHeaders({ contentSecurityPolicy: { directives: pageDirectives }, referrerPolicy }),
+    docs: helmetHeaders({ contentSecurityPolicy: { directives: docsDirectives }, referrerPolicy }),
+    api: helmetHeaders({
+      contentSecurityPolicy: { useDefaults: false, directives: { 'default-src': ["'none'"], 'frame-ancestors': ["'none'"] } },
+      crossOriginOpenerPolicy: false,
+      originAgentCluster: false,
+      referrerPolicy: false,
+      xDnsPrefetchControl: false,
+      xDownloadOptions: false,
+      xPermittedCrossDomainPolicies: false,
+      xXssProtection: false
+    })
+  }
   // Added before the docs plugin registers its routes.
   fastify.addHook('onRoute', (route) => {
     if (route.url === DOCS_PREFIX || route.url.startsWith(`${DOCS_PREFIX}/`)) {
-      route.config = { ...route.config, securityHeaders: docsHeaders }
+      route.config = { ...route.config, securityHeaders: 'docs' }
     }
   })
   fastify.addHook('onRequest', (request, reply, done) => {
-    reply.headers(request.routeOptions.config.securityHeaders ?? pageHeaders)
+    reply.headers(headers[request.routeOptions.config.securityHeaders ?? 'api'])
     done()
   })
 }, { name: 'security-headers', dependencies: ['session-config'] })

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyContextConfig, FastifyInstance } from 'fastify'
 
 // src/web/ under tsx, dist/web/ once built (scripts/build.mjs copies it: tsc does not).
 const WEB_DIR = new URL('../web/', import.meta.url)
@@ -24,7 +24,9 @@ export default async function pageRoutes (fastify: FastifyInstance) {
     const source = readFileSync(new URL(file, WEB_DIR))
     const body = file === 'index.html' ? source.toString('utf8').replace('<body>', offers) : source
     const schema = { summary, tags: ['page'], response: { 200: { description: file, content: { [type]: { schema: { type: 'string' } } } } } }
-    fastify.get(url, { schema }, async (_request, reply) => {
+    // The page is a document: helmet's whole set of headers; its script and stylesheet the API's.
+    const config: FastifyContextConfig = { securityHeaders: file === 'index.html' ? 'page' : 'api' }
+    fastify.get(url, { schema, config }, async (_request, reply) => {
       // no-cache: revalidated on every load, so a deployment's new script reaches the next visit.
       return reply.type(`${type}; charset=utf-8`).header('cache-control', 'no-cache').send(body)
     })
