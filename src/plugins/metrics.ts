@@ -42,7 +42,6 @@ export default fp(async function metricsPlugin (fastify) {
   const registers = [registry]
 
   const httpLabels = ['method', 'route', 'status_code'] as const
-  const requests = new Counter({ name: 'http_requests_total', help: 'HTTP requests answered, by route template and status code', labelNames: httpLabels, registers })
   const requestSeconds = new Histogram({
     name: 'http_request_duration_seconds',
     help: 'Time from receiving a request to finishing its answer, by route template and status code',
@@ -50,11 +49,25 @@ export default fp(async function metricsPlugin (fastify) {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
     registers
   })
-  fastify.addHook('onResponse', async (request, reply) => {
+  // eslint-disable-next-line no-new -- as the gauges below
+  new Counter({
+    name: 'http_requests_total',
+    help: 'HTTP requests answered, by route template and status code',
+    labelNames: httpLabels,
+    registers,
+    // The histogram's counts, copied when scraped: a request then pays for one labelled series, not
+    // two (prom-client validates and hashes the labels on every call).
+    async collect () {
+      this.reset()
+      for (const { metricName, labels, value } of (await requestSeconds.get()).values) {
+        if (metricName === 'http_request_duration_seconds_count') this.inc(labels as Record<string, string | number>, value)
+      }
+    }
+  })
+  fastify.addHook('onResponse', (request, reply, done) => {
     // The route's template, never the raw URL: one series per route, whatever ids clients send.
-    const labels = { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode }
-    requests.inc(labels)
-    requestSeconds.observe(labels, reply.elapsedTime / 1000)
+    requestSeconds.observe({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode }, reply.elapsedTime / 1000)
+    done()
   })
 
   const storeSeconds = new Histogram({
