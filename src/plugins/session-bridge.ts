@@ -2,7 +2,7 @@ import { createHmac } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import fastifyExpress from '@fastify/express'
 import session, { type SessionData } from 'express-session'
-import type { FastifyReply } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import onHeaders from 'on-headers'
 import { cookieSecure, lifetimePolicy, sessionSecrets } from '../config/config.js'
@@ -86,16 +86,31 @@ export default fp(async function sessionBridge (fastify) {
     })
   })
 
-  // At onSend, not onRequest: answers refused before this plugin's hooks ran (the cross-site guard's
-  // 403, a store failure while express-session loads the session) must not be cached either.
-  fastify.addHook('onSend', async (_request, reply) => {
-    reply.header('cache-control', 'no-store')
-  })
-
   const lifetime = lifetimePolicy(config)
   const signingSecret = sessionSecrets(config)[0] as string
 
-  fastify.addHook('onSend', async (request, reply) => {
+  // One hook in callback style: an answer that writes nothing goes on without a promise and a
+  // microtask per hook (they showed in the profile of a read, docs/benchmarks.md).
+  fastify.addHook('onSend', (request, reply, _payload, done) => {
+    // At onSend, not onRequest: answers refused before this plugin's hooks ran (the cross-site
+    // guard's 403, a store failure while express-session loads the session) must not be cached either.
+    reply.header('cache-control', 'no-store')
+    let saving: Promise<void> | undefined
+    try {
+      saving = finishSession(request, reply)
+    } catch (error) {
+      done(error as Error)
+      return
+    }
+    if (saving) saving.then(() => done(), done)
+    else done()
+  })
+
+  /**
+   * Decides what the session needs now the answer is ready; a promise only when it must be written
+   * before the answer goes out.
+   */
+  function finishSession (request: FastifyRequest, reply: FastifyReply): Promise<void> | undefined {
     // A failed answer names no session and writes none, whichever error handler the app has:
     // express-session sets no cookie and saves nothing for a request without one.
     if (reply.statusCode >= 500) {
@@ -103,11 +118,11 @@ export default fp(async function sessionBridge (fastify) {
       // An onSend hook after this one failed (the error handler's answer comes through here
       // again): a cookie this hook already set must not go out with it.
       dropSessionCookie(reply)
-      return
+      return undefined
     }
     const current = request.raw.session
     const snapshot = snapshots.get(request.raw)
-    if (!current || !snapshot) return
+    if (!current || !snapshot) return undefined
     const modified = current.id !== snapshot.id || sessionContent(current) !== snapshot.hash
     const neverStored = persistedExpiry(current, current.id) === undefined
     // A route that assigned a JSON copy of a session (`Object.assign(req.session, JSON.parse(...))`)
@@ -124,10 +139,9 @@ export default fp(async function sessionBridge (fastify) {
     // touch shorten again.
     current.cookie.originalMaxAge = cookieLifetime
     if (modified || neverStored) {
-      if (modified || config.SESSION_SAVE_UNINITIALIZED) await save(request.raw)
+      if (modified || config.SESSION_SAVE_UNINITIALIZED) return save(request.raw)
     } else if (config.SESSION_RESAVE) {
-      await save(request.raw)
-      renewCookie(reply, current, request.protocol)
+      return save(request.raw).then(() => renewCookie(reply, current, request.protocol))
     } else if (hasOutdatedCookie(current)) {
       // An outdated cookie (its stored attributes are not the configured ones) is sent again now,
       // and the row rewritten with the configured ones, so this happens once; never over another
@@ -142,7 +156,8 @@ export default fp(async function sessionBridge (fastify) {
       if (due) store.touch(current.id, current as SessionData, () => {})
       if (due || signedWithPreviousSecret(request.raw, current.id)) renewCookie(reply, current, request.protocol)
     }
-  })
+    return undefined
+  }
 
   const cookiePattern = new RegExp(`(?:^|;)\\s*${config.SESSION_COOKIE_NAME.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}=([^;]*)`)
   const rotating = sessionSecrets(config).length > 1

@@ -21,8 +21,9 @@ const BOOKKEEPING_FIELDS = new Set(['cookie', 'createdAt'])
 
 /** Nothing but the cookie and the creation time: a visit that has stored nothing yet. */
 export function carriesNothing (session: object): boolean {
-  for (const [key, value] of Object.entries(session)) {
-    if (!BOOKKEEPING_FIELDS.has(key) && value !== undefined) return false
+  // Keys, not entries: this runs on every read, and entries builds an array per field.
+  for (const key of Object.keys(session)) {
+    if (!BOOKKEEPING_FIELDS.has(key) && (session as Record<string, unknown>)[key] !== undefined) return false
   }
   return true
 }

@@ -62,7 +62,8 @@ export function writtenContent (session: object, sid: string): string | undefine
 
 /** What express-session itself compares to decide a session was modified: everything but the cookie. */
 export function sessionContent (session: object): string {
-  return JSON.stringify(session, function (this: unknown, key, value: unknown) {
-    return this === session && key === 'cookie' ? undefined : value
-  })
+  // The same text as express-session's replacer that drops the top-level `cookie`, without calling
+  // a function for every key of the data (the bridge compares it twice per request).
+  const { cookie, ...content } = session as { cookie?: unknown }
+  return JSON.stringify(content)
 }
