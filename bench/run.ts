@@ -5,7 +5,7 @@
 // docs/benchmarks.md says how to read it.
 //
 // Variables: BENCH_PARTS (default reads,creates,writes,cleanup,logins), BENCH_ONLY=word,word (reads of those stacks only),
-// BENCH_PROJECT_ENV=NAME=value,... (extra variables for the project), BENCH_DURATION (s per measurement, default 10), BENCH_CONNECTIONS (default 32),
+// BENCH_PROJECT_ENV=NAME=value,... (extra variables for the project), BENCH_COMPARE=path/to/server.js (another build beside it), BENCH_DURATION (s per measurement, default 8), BENCH_CONNECTIONS (default 32),
 // BENCH_CLEANUP_ROWS (default 1000000; 0 skips that part), BENCH_DATABASE_URL (mysql://user:pass@host:port;
 // default: a private MariaDB when mariadbd is installed, else root@127.0.0.1:3306).
 import { readFileSync } from 'node:fs'
@@ -18,11 +18,12 @@ import { STORE_DEADLINE_MS } from '../src/session/mysql-pool.js'
 import { createMysqlStore } from '../src/session/mysql-store.js'
 import {
   CONNECTIONS, DURATION, WARMUP_SECONDS, databaseEnv, fire, openDatabase, projectEntry, projectEnv, runChecked,
-  sessionCookie, startTarget, timedRequest, writeBenchUsers, type Database, type Target
+  placement, sessionCookie, startTarget, timedRequest, writeBenchUsers, type Database, type Target
 } from './harness.js'
+import { measureSideBySide, newSessionLoad, percentile, printTable, readLoad, writeLoad, type Load, type Measurement } from './measure.js'
 
 const CLEANUP_ROWS = Number(process.env.BENCH_CLEANUP_ROWS ?? 1_000_000)
-const PARTS = new Set((process.env.BENCH_PARTS ?? 'reads,creates,writes,cleanup,logins').split(','))
+const PARTS = new Set((process.env.BENCH_PARTS ?? 'reads,crowd,creates,writes,memory,cleanup,logins').split(','))
 // A login costs a bcrypt hash, hundreds of ms: a count of logins, not a duration (a window a
 // few logins long would mostly measure its own start and end), and a short one.
 const LOGIN_AMOUNT = 32
@@ -33,18 +34,6 @@ const LOGIN_BURST = 50
 const ONLY = process.env.BENCH_ONLY?.split(',')
 
 const fixture = (name: string) => [`bench/fixtures/${name}.mjs`]
-
-interface Measurement {
-  target: string
-  scenario: string
-  rps: number
-  p50: number
-  p99: number
-  queriesPerRequest: number
-  /** The server process's own CPU time (user + system), µs per request. */
-  cpuPerRequest: number
-  errors: number
-}
 
 async function main (): Promise<void> {
   const database = await openDatabase()
@@ -62,113 +51,114 @@ async function run (database: Database): Promise<void> {
     { name: 'seed: Express 5 + express-session + express-mysql-session', args: fixture('seed-express'), env: dbEnv, cookie: 'own' },
     { name: 'naive port: @fastify/express + the same', args: fixture('naive-port'), env: dbEnv, cookie: 'own' },
     { name: '@fastify/session + express-mysql-session', args: fixture('fastify-session'), env: dbEnv, cookie: 'own' },
+    { name: 'floor: @fastify/express + express-session + the project\'s store, touch off', args: fixture('floor'), env: projectEnv(database), cookie: 'own' },
     { name: 'this project (MariaDB store)', args: projectEntry, env: projectEnv(database), cookie: 'own' },
     { name: 'this project (in-memory store, no database)', args: projectEntry, env: { ...projectEnv(database), NODE_ENV: 'development', SESSION_HOST: '' }, cookie: 'own' },
     { name: 'ceiling: bare Fastify', args: fixture('bare-fastify') },
     { name: 'ceiling: Fastify + one prepared SELECT', args: fixture('prepared-select'), env: dbEnv, cookie: 'raw-id' }
   ]
-  const [seed, naive, fastifySession, project] = targets as [Target, Target, Target, Target]
+  const [seed, naive, fastifySession, floor, project] = targets as [Target, Target, Target, Target, Target]
 
-  console.log(`bench: ${CONNECTIONS} connections, ${DURATION} s per measurement after ${WARMUP_SECONDS} s of warm-up, database ${database.label}`)
+  console.log(`bench: ${CONNECTIONS} connections, ${DURATION} s per measurement after ${WARMUP_SECONDS} s of warm-up, database ${database.label}, ${placement}`)
   if (PARTS.has('reads')) {
     const reads: Measurement[] = []
-    for (const target of targets.filter((target) => !ONLY || ONLY.some((part) => target.name.includes(part)))) {
-      reads.push(await measure(database, target, 'GET /session, existing session', readLoad))
+    // The floor and the project side by side (their ratio is a target), the others one by one.
+    // BENCH_COMPARE=path/to/server.js: another build of the project beside them (an A/B of a change).
+    const other: Target[] = process.env.BENCH_COMPARE ? [{ name: `this project, ${process.env.BENCH_COMPARE}`, args: [process.env.BENCH_COMPARE], env: projectEnv(database), cookie: 'own' }] : []
+    const groups = [[seed], [naive], [fastifySession], [floor, project, ...other], ...targets.slice(5).map((target) => [target])]
+    for (const group of groups) {
+      const chosen = group.filter((target) => !ONLY || ONLY.some((part) => target.name.includes(part)))
+      if (chosen.length > 0) reads.push(...await measureSideBySide(database, chosen, 'GET /session, existing session', readLoad, { replicas: chosen.length > 1 ? 2 : 1 }))
     }
     printTable('Steady-state reads: GET /session with one existing session', reads)
-    if (!ONLY) checkTargets(reads)
+    checkGoals('steady-state reads', reads, [
+      { label: 'this project\'s reads/s against the floor\'s', of: project, to: floor, bound: 0.95 },
+      { label: 'this project\'s server CPU per read against the floor\'s', of: project, to: floor, field: 'cpuPerRequest', bound: 1.05, atMost: true }
+    ])
+    const queries = reads.find((row) => row.target === project.name)?.queriesPerRequest
+    if (queries !== undefined) console.log(`- queries per read <= 1.05: ${queries.toFixed(3)} ${queries <= 1.05 ? 'holds' : 'DOES NOT HOLD'}`)
   }
 
-  const peersAndProject = [seed, naive, fastifySession, project]
+  if (PARTS.has('crowd')) {
+    // Twice the connections: what the tail does once requests queue in the server.
+    const crowded = await measureSideBySide(database, [floor, project], 'GET /session, existing session', readLoad, { connections: 2 * CONNECTIONS })
+    printTable(`Reads at ${2 * CONNECTIONS} connections (twice the others)`, crowded)
+  }
+
+  // The naive port and the project side by side (their ratio is a target), the others one by one.
+  const peerGroups = [[seed], [naive, project], [fastifySession], [floor]]
+  const measureGroups = async (scenario: string, load: Load) => {
+    const rows: Measurement[] = []
+    for (const group of peerGroups) rows.push(...await measureSideBySide(database, group, scenario, load, { replicas: group.length > 1 ? 2 : 1 }))
+    // In the order of the other tables.
+    return [seed, naive, fastifySession, floor, project].map((target) => rows.find((row) => row.target === target.name) as Measurement)
+  }
   if (PARTS.has('creates')) {
-    const creates: Measurement[] = []
-    for (const target of peersAndProject) creates.push(await measure(database, target, 'GET /session, no cookie', newSessionLoad))
+    const creates = await measureGroups('GET /session, no cookie', newSessionLoad)
     printTable('New sessions: GET /session without a cookie (each request creates and stores one)', creates)
+    checkGoals('new sessions', creates, [{ label: 'this project\'s new sessions/s against the naive port\'s', of: project, to: naive, bound: 1.2 }])
   }
 
   if (PARTS.has('writes')) {
-    const writes: Measurement[] = []
-    for (const target of peersAndProject) writes.push(await measure(database, target, 'PUT /session/state', writeLoad))
+    const writes = await measureGroups('PUT /session/state', writeLoad)
     printTable('Writes: PUT /session/state with a new value each time, each connection its own session', writes)
+    checkGoals('writes', writes, [{ label: 'this project\'s writes/s against the naive port\'s', of: project, to: naive, bound: 1.2 }])
   }
 
+  if (PARTS.has('memory')) await measureMemory(database)
   if (PARTS.has('cleanup') && CLEANUP_ROWS > 0) await measureCleanup(database, project)
   if (PARTS.has('logins')) await measureLogins(database)
 }
 
-/** The load for a stack, given `sessions()`, which creates a new session and returns its cookie. */
-type Load = (base: string, sessions: () => Promise<string>) => Promise<autocannon.Options>
-
-const readLoad: Load = async (base, sessions) => ({ url: `${base}/session`, headers: { cookie: await sessions() } })
-
-const newSessionLoad: Load = async (base) => ({ url: `${base}/session` })
-
-/** Each connection writes its own session, as different users do (one row for all would measure its lock). */
-const writeLoad: Load = async (base, sessions) => {
-  const cookies: string[] = []
-  for (let i = 0; i < CONNECTIONS; i++) cookies.push(await sessions())
-  let n = 0
-  let next = 0
-  return {
-    url: `${base}/session/state`,
-    method: 'PUT',
-    headers: { 'content-type': 'application/json' },
-    requests: [{
-      setupRequest: (request, context: { cookie?: string }) => {
-        context.cookie ??= cookies[next++ % cookies.length]
-        return { ...request, headers: { ...request.headers, cookie: context.cookie as string }, body: JSON.stringify({ n: n++ }) }
-      }
-    }]
-  }
+/** A target of the issue: a ratio of two stacks measured in this run, printed when both were. */
+interface Goal {
+  label: string
+  of: Target
+  to: Target
+  field?: 'rps' | 'cpuPerRequest'
+  /** The ratio must be at least this (or, with `atMost`, at most). */
+  bound: number
+  atMost?: boolean
 }
 
-async function measure (database: Database, target: Target, scenario: string, load: Load): Promise<Measurement> {
-  const server = await startTarget(target)
+function checkGoals (title: string, rows: Measurement[], goals: Goal[]): void {
+  const lines: string[] = []
+  for (const { label, of, to, field = 'rps', bound, atMost } of goals) {
+    const a = rows.find((row) => row.target === of.name)
+    const b = rows.find((row) => row.target === to.name)
+    if (!a || !b) continue
+    const ratio = a[field] / b[field]
+    const holds = atMost ? ratio <= bound : ratio >= bound
+    lines.push(`- ${label} ${atMost ? '<=' : '>='} ${bound.toFixed(2)}x: ${ratio.toFixed(2)}x ${holds ? 'holds' : `DOES NOT HOLD (misses by ${(100 * Math.abs(ratio / bound - 1)).toFixed(1)}%)`}`)
+  }
+  if (lines.length > 0) console.log(`\nTargets: ${title}\n${lines.join('\n')}`)
+}
+
+const LIVE_SESSIONS = 10_000
+
+/**
+ * What the in-memory store holds per live session: the server's heap after a full collection,
+ * before and after 10,000 requests without a cookie (each one a new stored session).
+ */
+async function measureMemory (database: Database): Promise<void> {
+  const server = await startTarget({ name: 'this project, memory', args: projectEntry, env: { ...projectEnv(database), NODE_ENV: 'development', SESSION_HOST: '' }, heapProbe: true })
   try {
-    const options = await load(server.base, () => sessionCookie(database, target))
-    await fire({ ...options, duration: WARMUP_SECONDS })
-    const before = await database.questions()
-    const cpuBefore = server.cpuMicros()
-    const result = await fire({ ...options, duration: DURATION })
-    const cpu = server.cpuMicros() - cpuBefore
-    const after = await database.questions()
-    // The second SHOW STATUS counts itself.
-    const queries = after - before - 1
-    return {
-      target: target.name,
-      scenario,
-      rps: result.requests.total / DURATION,
-      p50: result.latency.p50,
-      p99: result.latency.p99,
-      queriesPerRequest: queries / result.requests.total,
-      cpuPerRequest: cpu / result.requests.total,
-      errors: result.errors + result.timeouts + result.non2xx
-    }
+    // Warmed up on one session, so code and caches are in place before the first measurement.
+    await fire({ url: `${server.base}/session`, headers: { cookie: await sessionCookie(database, { name: 'memory', args: [], cookie: 'own' }) }, amount: 2000 })
+    const before = await server.memory()
+    const created = await fire({ url: `${server.base}/session`, amount: LIVE_SESSIONS })
+    const after = await server.memory()
+    const perSession = (field: 'heapUsed' | 'rss') => (after[field] - before[field]) / created['2xx']
+    console.log(`\nMemory: ${created['2xx']} new sessions in the in-memory store (heap after a full collection)`)
+    console.log('| measurement | before | after | per session |')
+    console.log('| --- | ---: | ---: | ---: |')
+    const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`
+    console.log(`| V8 heap used | ${mib(before.heapUsed)} | ${mib(after.heapUsed)} | ${Math.round(perSession('heapUsed'))} B |`)
+    console.log(`| resident set | ${mib(before.rss)} | ${mib(after.rss)} | ${Math.round(perSession('rss'))} B |`)
+    console.log(`${LIVE_SESSIONS} live sessions: ${mib(perSession('heapUsed') * LIVE_SESSIONS)} of heap`)
   } finally {
     await server.stop()
   }
-}
-
-function printTable (title: string, rows: Measurement[]): void {
-  const seed = rows[0]?.rps ?? 1
-  console.log(`\n${title}`)
-  console.log('| stack | req/s | p50 ms | p99 ms | queries/req | server CPU µs/req | vs seed | non-2xx+errors |')
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |')
-  for (const row of rows) {
-    console.log(`| ${row.target} | ${Math.round(row.rps)} | ${row.p50} | ${row.p99} | ${row.queriesPerRequest.toFixed(2)} | ${Math.round(row.cpuPerRequest)} | ${(row.rps / seed).toFixed(2)}x | ${row.errors} |`)
-  }
-}
-
-/** The issue's targets, as ratios within this run. */
-function checkTargets (reads: Measurement[]): void {
-  const [seed, naive, , project] = reads as [Measurement, Measurement, Measurement, Measurement]
-  const checks: Array<[string, boolean, string]> = [
-    ['>= 2.0x the seed stack', project.rps >= 2 * seed.rps, `${(project.rps / seed.rps).toFixed(2)}x`],
-    ['>= 1.5x the naive port', project.rps >= 1.5 * naive.rps, `${(project.rps / naive.rps).toFixed(2)}x`],
-    ['<= 1.05 queries per request', project.queriesPerRequest <= 1.05, project.queriesPerRequest.toFixed(3)]
-  ]
-  console.log('\nTargets for this project\'s steady-state reads')
-  for (const [label, holds, value] of checks) console.log(`- ${label}: ${value} ${holds ? 'holds' : 'DOES NOT HOLD'}`)
 }
 
 /**
@@ -276,12 +266,6 @@ async function measureLogins (database: Database): Promise<void> {
     await server.stop()
     users.remove()
   }
-}
-
-/** The nearest-rank percentile. */
-function percentile (values: number[], p: number): number {
-  const sorted = [...values].sort((x, y) => x - y)
-  return sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN
 }
 
 await main()
