@@ -2,7 +2,7 @@ import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifySer
 import { trustProxyFunction, type ConfigSource } from './config/config.js'
 import type { Authenticator } from './auth/authenticator.js'
 import type { SessionUserMapper } from './session/identity.js'
-import { OneLinePerRequest } from './logger.js'
+import { logAbortedRequests, OneLinePerRequest } from './logger.js'
 import apiDocs, { declareSessionCookie } from './plugins/api-docs.js'
 import auth from './plugins/auth.js'
 import configPlugin from './plugins/config.js'
@@ -54,6 +54,7 @@ export async function buildApp (options: BuildAppOptions = {}): Promise<FastifyI
   try {
     await app.register(configPlugin, { env: options.env })
     trusts = trustProxyFunction(app.sessionConfig)
+    logAbortedRequests(app)
     app.log.level = app.sessionConfig.LOG_LEVEL
     // First, so its onResponse hook sees every route.
     await app.register(metrics)

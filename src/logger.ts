@@ -1,4 +1,4 @@
-import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
+import { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { destination, type DestinationStream, type LoggerOptions } from 'pino'
 
 // Query parameters that carry a credential: the provider's code and state on /auth/callback (and
@@ -60,21 +60,29 @@ export function loggerOptions (): LoggerOptions {
 }
 
 /**
- * One line per answered request, where Fastify logs two ("incoming request" on arrival, "request
+ * One line per request, where Fastify logs two ("incoming request" on arrival, "request
  * completed" when answered): the request (method, URL with credentials redacted, host, client
- * address and port), the status and the time, together. Each line costs a read about 4% of its CPU
- * time (docs/benchmarks.md). Errors are logged as Fastify logs them ("request errored").
+ * address and port), the status and the time, together. Each line costs a read about 10% of its
+ * CPU time (docs/benchmarks.md). A failed answer is "request errored" at error level, and a
+ * request its client abandons before the answer "request aborted" (see `logAbortedRequests`),
+ * each with the request too.
  */
 export class OneLinePerRequest extends LogController {
   override incomingRequest (): void {}
 
   override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
-    if (error || this.isLogDisabled(request)) {
-      super.requestCompleted(error, request, reply)
-      return
-    }
-    reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
+    if (this.isLogDisabled(request)) return
+    if (error) reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime }, 'request errored')
+    else reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
   }
+}
+
+/** The line of a request whose client went away before its answer: nothing else would log it. */
+export function logAbortedRequests (app: FastifyInstance): void {
+  app.addHook('onRequestAbort', (request, done) => {
+    request.log.info({ req: request }, 'request aborted')
+    done()
+  })
 }
 
 // How long a line may wait in the buffer on a quiet server.
@@ -85,13 +93,14 @@ const FLUSH_EVERY_MS = 1000
  * of one `write(2)` per line: a busy server writes once every dozen requests. Writes stay
  * synchronous, as pino's default: the order stays, and what is buffered goes out when the process
  * exits (SIGTERM and uncaught errors end through exit); a SIGKILL loses at most the last second.
+ * The buffer goes out through `flush`, which in this synchronous mode writes at once and, like
+ * every write, stops logging quietly when the reader of stdout is gone (pino's broken-pipe rule);
+ * sonic-boom's `flushSync` would instead retry such a write forever with the event loop blocked.
  * While developing, every line at once.
  */
-export function logDestination (buffered: boolean): DestinationStream & { flushSync: () => void } {
-  const stream = destination({ dest: 1, sync: true, minLength: buffered ? 4096 : 0 })
-  if (buffered) {
-    setInterval(() => stream.flushSync(), FLUSH_EVERY_MS).unref()
-    process.once('exit', () => stream.flushSync())
-  }
+export function logDestination (buffered: boolean, fd = 1): DestinationStream & { flush: () => void } {
+  if (!buffered) return destination({ dest: fd, sync: true })
+  const stream = destination({ dest: fd, sync: true, minLength: 4096, periodicFlush: FLUSH_EVERY_MS })
+  process.once('exit', () => stream.flush())
   return stream
 }

@@ -25,7 +25,7 @@ const { HOST, PORT } = app.sessionConfig
 try {
   await app.listen({ host: HOST, port: PORT })
   // The line that says it listens goes out now, not with the next block.
-  logs.flushSync()
+  logs.flush()
 } catch (error) {
   const message = error instanceof ConfigError ? error.message : listenProblem(error as NodeJS.ErrnoException, HOST, PORT)
   if (message === undefined) throw error
