@@ -102,8 +102,19 @@ export default fp(async function sessionBridge (fastify) {
       done(error as Error)
       return
     }
-    if (saving) saving.then(() => done(), done)
-    else done()
+    if (!saving) {
+      done()
+      return
+    }
+    // done() goes on to send the answer; an error it throws there is the answer's, as in
+    // Fastify's own runner for async hooks, never an unhandled rejection.
+    saving.then(() => {
+      try {
+        done()
+      } catch (error) {
+        done(error as Error)
+      }
+    }, done)
   })
 
   /**
