@@ -4,7 +4,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { request, type Agent } from 'node:http'
 import { connect } from 'node:net'
-import { availableParallelism, tmpdir } from 'node:os'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
 import { createConnection, createPool, type Pool, type RowDataPacket } from 'mysql2/promise'
@@ -100,8 +100,10 @@ export async function startTarget (target: Target, slot = 0): Promise<RunningTar
   const child = spawn(command as string, args, {
     cwd: root,
     env: { PATH: process.env.PATH, ...target.env, PORT: String(port), HOST: '127.0.0.1' },
-    stdio: ['ignore', 'ignore', 'inherit', ...target.heapProbe ? ['ipc' as const] : []]
+    // A pipe the bench reads and drops, as a log collector reads a server's output in production.
+    stdio: ['ignore', 'pipe', 'inherit', ...target.heapProbe ? ['ipc' as const] : []]
   })
+  child.stdout?.resume()
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   await waitForPort(port, child)
   return {
@@ -124,11 +126,21 @@ export async function startTarget (target: Target, slot = 0): Promise<RunningTar
 // Unpinned, identical server processes measured side by side differed by up to 1.34x in requests/s
 // and CPU per request (the scheduler placed each beside autocannon, or not); pinned, by about 10%.
 // BENCH_PIN=off turns it off.
-const CPU_COUNT = availableParallelism()
-const PINNING = CPU_COUNT >= 2 && process.env.BENCH_PIN !== 'off' && commandExists('taskset')
-const SERVER_CPU = String(CPU_COUNT - 1)
-const OTHER_CPUS = `0-${CPU_COUNT - 2}`
-const ALL_CPUS = `0-${CPU_COUNT - 1}`
+// The CPUs this process may use, as the kernel lists them ("0-1", "2,3"): a container's may not
+// start at 0.
+const CPUS = allowedCpus()
+const PINNING = CPUS.length >= 2 && process.env.BENCH_PIN !== 'off' && commandExists('taskset')
+const SERVER_CPU = String(CPUS.at(-1))
+const OTHER_CPUS = CPUS.slice(0, -1).join(',')
+const ALL_CPUS = CPUS.join(',')
+
+function allowedCpus (): number[] {
+  const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? ''
+  return list.split(',').flatMap((range) => {
+    const [from, to = from] = range.split('-').map(Number) as [number, number?]
+    return Number.isInteger(from) && Number.isInteger(to) ? Array.from({ length: to - from + 1 }, (_, i) => from + i) : []
+  })
+}
 
 function commandExists (command: string): boolean {
   try {
