@@ -38,7 +38,7 @@ declare module 'fastify' {
  * HSTS, and no framing (`frame-ancestors 'none'` and `X-Frame-Options`), with `default-src 'none'`
  * for a JSON answer opened in a tab. The other seven of helmet's twelve (COOP, Origin-Agent-Cluster,
  * Referrer-Policy, X-DNS-Prefetch-Control, X-Download-Options, X-Permitted-Cross-Domain-Policies,
- * X-XSS-Protection) apply to documents only, and cost every read about 7% of its CPU time in
+ * X-XSS-Protection) apply to documents only, and cost every read about 10% of its CPU time in
  * Node's header handling (docs/benchmarks.md). The JSON API is unaffected by any of them: CORP
  * applies to no-cors loads, not to the CORS fetches of a separate frontend.
  *
