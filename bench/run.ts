@@ -1,10 +1,11 @@
-// `npm run bench`: the project beside the stacks people use today, on one database, under the same
-// load, in one run. Prints req/s, p50/p99 latency, database queries per request and the ratio to
-// the seed's Express stack, then the new-session and write paths, then reads while a million
-// expired rows are cleaned up, then logins: logins/s and /health/live during a burst of them.
+// `npm run bench`: the project beside its floor and the stacks people use today, on one database,
+// under the same load, in one run. Prints req/s, p50/p99 latency, database queries per request,
+// server CPU per request and the issue's targets as ratios for reads (and at twice the
+// connections), new sessions and writes; then heap per live session, reads while a million
+// expired rows are cleaned up, and logins: logins/s and /health/live during a burst of them.
 // docs/benchmarks.md says how to read it.
 //
-// Variables: BENCH_PARTS (default reads,creates,writes,cleanup,logins), BENCH_ONLY=word,word (reads of those stacks only),
+// Variables: BENCH_PARTS (default reads,crowd,creates,writes,memory,cleanup,logins), BENCH_ONLY=word,word (reads of those stacks only),
 // BENCH_PROJECT_ENV=NAME=value,... (extra variables for the project), BENCH_COMPARE=path/to/server.js (another build beside it), BENCH_DURATION (s per measurement, default 8), BENCH_CONNECTIONS (default 32),
 // BENCH_CLEANUP_ROWS (default 1000000; 0 skips that part), BENCH_DATABASE_URL (mysql://user:pass@host:port;
 // default: a private MariaDB when mariadbd is installed, else root@127.0.0.1:3306).
