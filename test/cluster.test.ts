@@ -14,6 +14,7 @@ import { loginAs, writeUsersFile } from './support/accounts.js'
 import { scrape } from './support/metrics.js'
 import { freePort } from './support/private-mariadb.js'
 import { sessionIdOf } from './support/signed-cookie.js'
+import { expressMysqlSessionTable } from './support/legacy-tables.js'
 
 // Three Galera nodes, three server processes (instance i writes through node i first), HAProxy in
 // front, as `npm run cluster` starts them. First tight loops across instances (causal reads), then
@@ -180,9 +181,7 @@ t.test('table creation and upgrade on the running cluster, from three instances 
   await admin.query('CREATE DATABASE upgrade_test')
   await admin.query('CREATE DATABASE create_test')
   // express-mysql-session's table, with rows: the upgrade adds the indexes and the user column.
-  await admin.query(`CREATE TABLE upgrade_test.sessions (
-    session_id varchar(128) COLLATE utf8mb4_bin NOT NULL, expires int(11) unsigned NOT NULL,
-    data mediumtext COLLATE utf8mb4_bin, PRIMARY KEY (session_id)) ENGINE=InnoDB`)
+  await admin.query(expressMysqlSessionTable('upgrade_test.sessions'))
   const expires = Math.floor(Date.now() / 1000) + 3600
   await admin.query('INSERT INTO upgrade_test.sessions (session_id, expires, data) VALUES ?',
     [Array.from({ length: 3000 }, (_, i) => [`legacy${i}`, expires, JSON.stringify({ cookie: {}, user: { name: `u${i % 50}` } })])])

@@ -2,6 +2,7 @@ import t, { type Test } from 'tap'
 import type { RowDataPacket } from 'mysql2/promise'
 import { Client, build, httpRequest, listen, privateDatabase, type HttpResponse, type PrivateDatabase } from './helper.js'
 import { MARIADBD } from './support/private-mariadb.js'
+import { expressMysqlSessionTable } from './support/legacy-tables.js'
 
 // A slow database, made on a private server by a LOCK TABLES ... WRITE that another connection
 // holds: every statement on the table waits, for a day by default (lock_wait_timeout).
@@ -55,7 +56,7 @@ t.test('a locked table: 503 within 2 s for more requests than the pool and its q
 t.test('a table locked before the first request: start-up and requests stay bounded, the table is upgraded once it unlocks', needsMariadbd, async (t) => {
   const db = await privateDatabase(t)
   // express-mysql-session's table without the expires index, so the first use has to alter it.
-  await db.admin.query('CREATE TABLE sessions (session_id varchar(128) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, expires int(11) unsigned NOT NULL, data mediumtext COLLATE utf8mb4_bin)')
+  await db.admin.query(expressMysqlSessionTable())
   const unlock = await lockSessions(t, db)
 
   let started = Date.now()

@@ -7,6 +7,7 @@ import { loginAs, writeUsersFile } from './support/accounts.js'
 import { adminSettings, asAdmin, createTestUser } from './support/database-users.js'
 import { freePort } from './support/private-mariadb.js'
 import { runProcess, serverEntry, startServer, type Exit } from './support/server-process.js'
+import { expressMysqlSessionTable } from './support/legacy-tables.js'
 
 // The database refuses this configuration at start: the process stops with one line naming the
 // server, the user and the database and what to do; a database that is only down does not stop it.
@@ -92,12 +93,7 @@ t.test('a grant without DELETE stops start-up; the GRANT the line prints lets it
 t.test('exactly the GRANT the store asks for runs everything: upgrade, sessions, login, logout, cleanup', async (t) => {
   const db = await createTestDatabase(t)
   // express-mysql-session's table: the start upgrades it (ALTER TABLE … ADD COLUMN, ADD INDEX).
-  await db.pool.query(`CREATE TABLE sessions (
-    session_id varchar(128) COLLATE utf8mb4_bin NOT NULL,
-    expires int(11) unsigned NOT NULL,
-    data mediumtext COLLATE utf8mb4_bin,
-    PRIMARY KEY (session_id)
-  ) ENGINE=InnoDB`)
+  await db.pool.query(expressMysqlSessionTable())
   await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?), (?, ?, ?)', [
     'expired-row', 1, JSON.stringify({ cookie: { path: '/', httpOnly: true, originalMaxAge: 1000 }, createdAt: 0 }),
     'live-row', inAnHour(), JSON.stringify({ cookie: { path: '/', httpOnly: true, originalMaxAge: 3600000, expires: new Date(inAnHour() * 1000).toISOString() }, createdAt: Date.now(), user: { name: 'bob' } })
