@@ -1,4 +1,4 @@
-// `npm run bench:profile`: runs the floor (bench/fixtures/floor.mjs) and then the project under
+// `npm run bench:profile`: runs the floor (bench/fixtures/pieces.mjs without pieces) and then the project under
 // `node --cpu-prof` through the steady-state read load of `npm run bench`, and prints what each of
 // the project's pieces costs a read beyond the floor, then the project's time by package and by
 // function. BENCH_PROFILE_STORE=memory profiles the project without the database;
@@ -73,7 +73,7 @@ try {
   const memory = process.env.BENCH_PROFILE_STORE === 'memory'
   const env = memory ? { ...projectEnv(database), NODE_ENV: 'development', SESSION_HOST: '' } : projectEnv(database)
   const peer = process.env.BENCH_PROFILE_FIXTURE
-  const floor = await profileOf(database, { name: 'floor', args: ['bench/fixtures/floor.mjs'], env: projectEnv(database), cookie: 'own' })
+  const floor = await profileOf(database, { name: 'floor', args: ['bench/fixtures/pieces.mjs'], env: { ...projectEnv(database), PIECES: '' }, cookie: 'own' })
   // BENCH_COMPARE=path/to/server.js: another build of the project (before a change) in its place.
   const entry = peer ? [`bench/fixtures/${peer}.mjs`] : process.env.BENCH_COMPARE ? [process.env.BENCH_COMPARE] : projectEntry
   const project = await profileOf(database, { name: peer ?? 'this project', args: entry, env, cookie: 'own' })

@@ -52,7 +52,7 @@ async function run (database: Database): Promise<void> {
     { name: 'seed: Express 5 + express-session + express-mysql-session', args: fixture('seed-express'), env: dbEnv, cookie: 'own' },
     { name: 'naive port: @fastify/express + the same', args: fixture('naive-port'), env: dbEnv, cookie: 'own' },
     { name: '@fastify/session + express-mysql-session', args: fixture('fastify-session'), env: dbEnv, cookie: 'own' },
-    { name: 'floor: @fastify/express + express-session + the project\'s store, touch off', args: fixture('floor'), env: projectEnv(database), cookie: 'own' },
+    { name: 'floor: @fastify/express + express-session + the project\'s store, touch off', args: fixture('pieces'), env: { ...projectEnv(database), PIECES: '' }, cookie: 'own' },
     { name: 'this project (MariaDB store)', args: projectEntry, env: projectEnv(database), cookie: 'own' },
     { name: 'this project (in-memory store, no database)', args: projectEntry, env: { ...projectEnv(database), NODE_ENV: 'development', SESSION_HOST: '' }, cookie: 'own' },
     { name: 'ceiling: bare Fastify', args: fixture('bare-fastify') },
