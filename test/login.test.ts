@@ -1,6 +1,7 @@
 import { execFileSync, spawnSync } from 'node:child_process'
 import { appendFileSync, readFileSync, utimesSync, writeFileSync } from 'node:fs'
 import { Agent } from 'node:http'
+import { join } from 'node:path'
 import { userKey } from '../src/session/identity.js'
 import type { RowDataPacket } from 'mysql2/promise'
 import { pino } from 'pino'
@@ -190,14 +191,23 @@ t.test('bcrypt does not hold the event loop: /health/live answers at once during
   t.ok(slowest < 5 * LIVE_MS, `the slowest in ${Math.round(slowest)} ms (limit ${5 * LIVE_MS} ms)`)
 })
 
-t.test('a malformed users file stops start-up, naming the line', async (t) => {
+t.test('a malformed users file stops start-up, naming the line; a missing one, naming its absolute path and how to create it', async (t) => {
   const usersFile = writeUsersFile(t, { ann: 'correct horse' })
   appendFileSync(usersFile, 'bob:plaintext-password\n')
   const db = await createTestDatabase(t)
   await t.rejects(buildApp({ env: { ...baseEnv, ...db.env, AUTH_USERS_FILE: usersFile } }),
     { name: 'ConfigError', message: `AUTH_USERS_FILE ${usersFile} line 2 is not name:bcrypt-hash (htpasswd -B writes such lines)` })
-  await t.rejects(buildApp({ env: { ...baseEnv, AUTH_USERS_FILE: '/nonexistent/users' } }),
-    { name: 'ConfigError', message: 'AUTH_USERS_FILE cannot be read: ENOENT' })
+  await t.rejects(buildApp({ env: { ...baseEnv, AUTH_USERS_FILE: '/nonexistent/users' } }), {
+    name: 'ConfigError',
+    message: 'AUTH_USERS_FILE /nonexistent/users cannot be read: ENOENT; create it with: npm run users -- add NAME --file /nonexistent/users'
+  })
+  // A relative path is named as the absolute one it was read from (a supervisor's working
+  // directory is seldom the checkout).
+  const relativePath = join(process.cwd(), 'no-such-users.htpasswd')
+  await t.rejects(buildApp({ env: { ...baseEnv, AUTH_USERS_FILE: 'no-such-users.htpasswd' } }), {
+    name: 'ConfigError',
+    message: `AUTH_USERS_FILE ${relativePath} cannot be read: ENOENT; create it with: npm run users -- add NAME --file ${relativePath}`
+  })
 })
 
 t.test('`npm run users -- add` writes a bcrypt line that a running server accepts at once', async (t) => {

@@ -1,3 +1,4 @@
+import { resolve } from 'node:path'
 import fp from 'fastify-plugin'
 import type { Authenticator } from '../auth/authenticator.js'
 import { HtpasswdAuthenticator } from '../auth/htpasswd.js'
@@ -23,7 +24,12 @@ export default fp<AuthPluginOptions>(async function authPlugin (fastify, options
       authenticator = new HtpasswdAuthenticator(path, fastify.log.child({ component: 'auth' }))
     } catch (error) {
       if (error instanceof ConfigError) throw error
-      throw new ConfigError(`AUTH_USERS_FILE cannot be read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`)
+      // The absolute path: a relative one is read from the working directory, which under a
+      // supervisor is seldom the folder the file was created in.
+      const file = resolve(path)
+      const code = (error as NodeJS.ErrnoException).code ?? String(error)
+      const create = code === 'ENOENT' ? `; create it with: npm run users -- add NAME --file ${file}` : ''
+      throw new ConfigError(`AUTH_USERS_FILE ${file} cannot be read: ${code}${create}`)
     }
   }
   if (!authenticator) fastify.log.warn('no AUTH_USERS_FILE: login answers 503 until one is configured')
