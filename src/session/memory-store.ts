@@ -4,6 +4,7 @@ import { isLive, isPastAbsoluteTimeout, isUnchangedSince, storedExpiresSeconds, 
 import { PromiseSessionStore, SessionEndedError, type ManagedStore, type StoredSession } from './managed-store.js'
 import { loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
 import type { SessionUser } from './session-data.js'
+import { adoptStoredTokens, holdsReadTokens } from './sso-tokens.js'
 import { parseStoredData, sessionShapeProblem } from './stored-data.js'
 
 /** One session as the MySQL store's row holds it: JSON text, expiry in seconds, user key. */
@@ -108,10 +109,16 @@ export class MemorySessionStore extends PromiseSessionStore implements ManagedSt
 
   protected async write (sid: string, session: SessionData): Promise<void> {
     if (isUnchangedSince(sid, session, this.policy)) return
-    if (persistedExpiry(session, sid) !== undefined && !this.rows.has(sid)) throw new SessionEndedError()
+    const row = this.rows.get(sid)
+    if (persistedExpiry(session, sid) !== undefined && !row) throw new SessionEndedError()
+    // The MySQL store's rule: tokens this request did not change never go over newer ones (sso-tokens.ts).
+    const read = loadedText(session, sid)
+    if (row && read !== undefined && row.data !== read && holdsReadTokens(session, read)) adoptStoredTokens(session, row.data)
     const expires = storedExpiresSeconds(session, this.policy)
-    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: userKeyOf(session, this.mapper) })
+    const data = JSON.stringify(session)
+    this.rows.set(sid, { data, expires, userKey: userKeyOf(session, this.mapper) })
     markPersisted(session, sid, expires, sessionContent(session))
+    markLoaded(session, sid, data)
   }
 
   async rewriteUnchanged (sid: string, session: SessionData): Promise<void> {

@@ -12,6 +12,7 @@ import { isLive, isPastAbsoluteTimeout, isUnchangedSince, nowSeconds, storedExpi
 import { PromiseSessionStore, SessionEndedError, SessionRejectedError, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
 import { loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
 import type { SessionUser } from './session-data.js'
+import { adoptStoredTokens, holdsReadTokens } from './sso-tokens.js'
 import { parseStoredData, sessionFingerprint, sessionShapeProblem } from './stored-data.js'
 import { isConflict, scrubDatabaseError, withDeadline } from './store-errors.js'
 import { createOrUpgradeTable } from './table.js'
@@ -372,18 +373,52 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     const policy = this.settings.lifetime
     if (isUnchangedSince(sid, session, policy)) return
     const expires = storedExpiresSeconds(session, policy)
-    const data = JSON.stringify(session)
     const key = userKeyOf(session, this.mapper)
+    let data = JSON.stringify(session)
     if (persistedExpiry(session, sid) === undefined) {
       await refusedData(this.run('insert', (connection) => statement(connection, 'execute', this.sql.upsert, [sid, expires, data, key])))
     } else {
-      const [result] = await refusedData(this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.update, [expires, data, key, sid])))
-      if (result.affectedRows === 0) {
+      const read = loadedText(session, sid)
+      const written = read !== undefined && holdsReadTokens(session, read)
+        ? await this.updateKeepingTokens(sid, session, read, expires, key)
+        : await this.update(sid, expires, data, key)
+      if (written === undefined) {
         this.log.info({ session: sessionFingerprint(sid) }, 'session ended while this request ran; not writing it back')
         throw new SessionEndedError()
       }
+      data = written
     }
     markPersisted(session, sid, expires, sessionContent(session))
+    markLoaded(session, sid, data)
+  }
+
+  /** The text written, or undefined when the row is gone. */
+  private async update (sid: string, expires: number, data: string, key: string | null): Promise<string | undefined> {
+    const [result] = await refusedData(this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.update, [expires, data, key, sid])))
+    return result.affectedRows > 0 ? data : undefined
+  }
+
+  /**
+   * Writes a session whose SSO tokens this request did not change over the text it read only;
+   * when the row changed meanwhile, its tokens (a refresh saved by another request) replace the
+   * ones this request holds and the write is tried again (sso-tokens.ts). The text written, or
+   * undefined when the row is gone.
+   */
+  private async updateKeepingTokens (sid: string, session: SessionData, read: string, expires: number, key: string | null): Promise<string | undefined> {
+    let expected = read
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const data = JSON.stringify(session)
+      const [result] = await refusedData(this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.rewrite, [expires, data, key, sid, expected])))
+      if (result.affectedRows > 0) return data
+      const [rows] = await this.run('read', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.select, [sid]))
+      const current = rows[0]?.data
+      if (current === undefined) return undefined
+      if (typeof current !== 'string') break
+      adoptStoredTokens(session, current)
+      expected = current
+    }
+    // The row keeps changing (or is no longer text): the last tokens seen are written as they are.
+    return await this.update(sid, expires, JSON.stringify(session), key)
   }
 
   async rewriteUnchanged (sid: string, session: SessionData): Promise<void> {
