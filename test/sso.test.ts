@@ -467,6 +467,59 @@ t.test('refresh: once for many requests at once; a refused refresh ends the sess
   t.equal((await sessionOf(again)).authenticated, true, 'the session itself lives on')
 })
 
+t.test('refresh on two instances, with a provider that rotates refresh tokens: once for all, and a slow request never writes the spent ones back', async (t) => {
+  let slowStarted!: () => void
+  let letSlowGo!: () => void
+  const { provider, db, instances } = await startSsoStack(t, {
+    instances: 2,
+    provider: { rotateRefreshTokens: true },
+    app: {
+      sessionRoutes: async (scope) => {
+        scope.get('/api/token', async (request) => ({ token: await scope.sso!.accessToken(request) }))
+        // A request that read the session, works a while, and saves a change of its own.
+        scope.get('/api/slow-change', async (request) => {
+          const letGo = new Promise<void>((resolve) => { letSlowGo = resolve })
+          slowStarted()
+          await letGo
+          request.raw.session!.state = { savedBy: 'the slow request' }
+          return {}
+        })
+      }
+    }
+  })
+  const [a, b] = instances.map((instance) => instance.base) as [string, string]
+  const login = await loginThroughProvider(a, { username: 'ann' })
+  const [onA, onB] = [browserWith(a, login.appCookie), browserWith(b, login.appCookie)]
+  let refreshes = 0
+  provider.provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: unknown } } }) => { if (ctx.oidc.params?.grant_type === 'refresh_token') refreshes++ })
+
+  // Round-robin balancing: one browser's parallel requests reach both instances.
+  await setExpiry(db, 'ann', Date.now() + 5000)
+  const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => (i % 2 === 0 ? onA : onB).request('/api/token')))
+  t.same(answers.map((res) => res.status), Array(8).fill(200), 'every request got a token')
+  t.equal(new Set(answers.map((res) => JSON.parse(res.body).token)).size, 1, 'the same one')
+  t.equal(refreshes, 1, 'one refresh at the provider for both instances')
+
+  // A request reads the session; meanwhile the tokens are refreshed on the other instance.
+  await setExpiry(db, 'ann', Date.now() + 5000)
+  const started = new Promise<void>((resolve) => { slowStarted = resolve })
+  const slow = onB.request('/api/slow-change')
+  await started
+  const refreshed = await onA.request('/api/token')
+  t.equal(refreshed.status, 200)
+  letSlowGo()
+  t.equal((await slow).status, 200)
+  const [stored] = await tokensOf(db, 'ann')
+  t.equal(stored!.accessToken, JSON.parse(refreshed.body).token, 'the refreshed tokens are still in the row')
+  const [row] = [...(await rows(db)).values()]
+  t.same(row!.state, { savedBy: 'the slow request' }, 'beside the slow request\'s change')
+  await setExpiry(db, 'ann', Date.now() + 5000)
+  const next = await onB.request('/api/token')
+  t.equal(next.status, 200, 'the next refresh works: the provider never saw a spent refresh token')
+  t.equal((await sessionOf(onA)).authenticated, true, 'the login lives on')
+  t.equal(refreshes, 3)
+})
+
 t.test('POST /auth/logout: the local session ends, 303 to the provider with id_token_hint, and back', async (t) => {
   const { provider, db, instances: [instance] } = await startSsoStack(t)
   const base = instance!.base

@@ -23,6 +23,24 @@ export interface DevProviderOptions {
   accessTokenTtlSeconds?: number
   /** A private RS256 JWK with a kid; default: a new one. */
   signingKey?: JWK
+  /**
+   * The claims of the account a login names (the login page takes any name as the account id), for
+   * tests of a relying party that meets an account without preferred_username or email; sub is
+   * always the account id. Default (`defaultAccountClaims`): preferred_username and name are the
+   * id, email `${id}@example.test`.
+   */
+  accountClaims?: (accountId: string) => Record<string, unknown>
+  /**
+   * Every refresh rotates the refresh token, and using a spent one revokes the whole grant (what
+   * Keycloak's "Revoke Refresh Token" does). Default: oidc-provider's policy, which keeps a
+   * confidential client's refresh token until 70% of its life has passed.
+   */
+  rotateRefreshTokens?: boolean
+}
+
+/** What the dev provider says of an account (besides its sub, the id) when not given accountClaims. */
+export function defaultAccountClaims (id: string): Record<string, unknown> {
+  return { preferred_username: id, email: `${id}@example.test`, email_verified: true, name: id }
 }
 
 export interface DevProvider {
@@ -136,7 +154,7 @@ export async function startDevProvider (options: DevProviderOptions): Promise<De
     },
     findAccount: (_ctx, id) => ({
       accountId: id,
-      claims: () => ({ sub: id, preferred_username: id, email: `${id}@example.test`, email_verified: true, name: id })
+      claims: () => ({ ...(options.accountClaims ?? defaultAccountClaims)(id), sub: id })
     }),
     // No consent page: this provider's only client gets whatever it asks for.
     loadExistingGrant: async (ctx: KoaContextWithOIDC) => {
@@ -152,6 +170,7 @@ export async function startDevProvider (options: DevProviderOptions): Promise<De
     },
     // A refresh token without offline_access, which the app does not ask for.
     issueRefreshToken: (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    ...(options.rotateRefreshTokens ? { rotateRefreshToken: true } : {}),
     // Back-channel logout tokens go to 127.0.0.1, which oidc-provider's SSRF guard (a dispatcher it
     // adds to every outgoing request) refuses: send them with the default dispatcher.
     fetch: async (url, init) => {

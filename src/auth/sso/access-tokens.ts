@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import type { SessionData } from 'express-session'
 import type { FastifyRequest } from 'fastify'
@@ -13,13 +14,18 @@ export const REFRESH_MARGIN_MS = 30_000
 // for this long it gets that refresh's result instead of spending the refresh token a second time
 // (providers that rotate refresh tokens refuse the second use, and would end the login).
 const REUSE_RESULT_MS = 30_000
+// A refresh is claimed across instances for longer than it can take (the provider's 5-s timeout,
+// then the save); the others wait for its tokens about as long, looking at the row this often.
+const REFRESH_CLAIM_MS = 20_000
+const WAIT_FOR_OTHER_REFRESH_MS = 8000
+const OTHER_REFRESH_POLL_MS = 100
 
 type RefreshableTokens = ProviderTokens & { refreshToken: string }
 
 /**
  * Hands routes a valid access token for the request's SSO user, refreshing it with the refresh
- * token when it is near expiry: once per access token in this process, however many requests ask
- * at once. The new tokens are written into the stored session at once, and nothing else with them:
+ * token when it is near expiry: once per access token across every instance on the store, however
+ * many requests ask at once. The new tokens are written into the stored session at once, and nothing else with them:
  * a route that then fails (a 502 of its own) neither loses a refresh token the provider has rotated
  * nor saves its other changes. When the provider refuses the refresh (the login was ended or
  * revoked there), the local session ends too and the route answers 401.
@@ -44,7 +50,7 @@ export class AccessTokens {
       throw new HttpError(401, 'The access token expired and the identity provider gave no refresh token: log in with single sign-on again')
     }
     try {
-      session.sso = await this.refreshOnce(sessionId, tokens as RefreshableTokens, user.sub)
+      session.sso = await this.refreshOnce(sessionId, tokens as RefreshableTokens, { ...user, sub: user.sub })
       return session.sso.accessToken
     } catch (error) {
       if (error instanceof SessionEndedError) {
@@ -70,16 +76,13 @@ export class AccessTokens {
     }
   }
 
-  private refreshOnce (sessionId: string, tokens: RefreshableTokens, subject: string): Promise<ProviderTokens> {
+  private refreshOnce (sessionId: string, tokens: RefreshableTokens, user: SessionUser & { sub: string }): Promise<ProviderTokens> {
     // By the access token it replaces: requests holding the same one share its refresh; a request
     // holding the result (the refresh token may stay the same) starts the next one.
     const key = tokens.accessToken
     let refresh = this.refreshes.get(key)
     if (!refresh) {
-      refresh = this.client.refresh(tokens, subject).then(async (fresh) => {
-        await this.saveTokens(sessionId, fresh)
-        return fresh
-      })
+      refresh = this.refreshAcrossInstances(sessionId, tokens, user)
       this.refreshes.set(key, refresh)
       const forget = () => { setTimeout(() => this.refreshes.delete(key), REUSE_RESULT_MS).unref() }
       // A failure that may pass (the provider unreachable) is not kept: the next request tries again.
@@ -89,6 +92,42 @@ export class AccessTokens {
       })
     }
     return refresh
+  }
+
+  /**
+   * One refresh per access token on every instance sharing the store: the first to claim it asks
+   * the provider; the others wait for its tokens to appear in the row (round-robin load balancing
+   * sends one browser's parallel requests to different instances, and a provider that rotates
+   * refresh tokens ends the whole login when one is used twice).
+   */
+  private async refreshAcrossInstances (sessionId: string, tokens: RefreshableTokens, user: SessionUser & { sub: string }): Promise<ProviderTokens> {
+    const claim = `token refresh ${tokens.accessToken}`
+    const giveUpAt = Date.now() + WAIT_FOR_OTHER_REFRESH_MS
+    for (;;) {
+      if (await this.store.claimOnce(claim, REFRESH_CLAIM_MS)) return await this.refreshClaimed(claim, sessionId, tokens, user)
+      const stored = await this.read(sessionId)
+      // Ended meanwhile: logged out, or the provider refused the other request's refresh.
+      if (!stored) throw new SessionEndedError()
+      const theirs = newerTokensIn(stored, tokens, user)
+      if (theirs) return theirs
+      if (Date.now() >= giveUpAt) throw new HttpError(503, 'This login\'s tokens are being refreshed by another request; try again', { headers: { 'retry-after': '1' } })
+      await sleep(OTHER_REFRESH_POLL_MS)
+    }
+  }
+
+  private async refreshClaimed (claim: string, sessionId: string, tokens: RefreshableTokens, user: SessionUser & { sub: string }): Promise<ProviderTokens> {
+    try {
+      // A claim that lapsed (its holder died, or finished long ago): what it saved is in the row.
+      const saved = await this.newerStoredTokens(sessionId, tokens, user)
+      if (saved) return saved
+      const fresh = await this.client.refresh(tokens, user.sub)
+      await this.saveTokens(sessionId, fresh)
+      return fresh
+    } catch (error) {
+      // A failure that may pass gives the claim back, so a waiting request or the next one retries.
+      if (!(error instanceof ProviderRefusedError && error.endsLogin)) await this.store.releaseOnce(claim).catch(() => {})
+      throw error
+    }
   }
 
   /** Writes `tokens` into the stored session as it is in the store; rejects with SessionEndedError if it is gone. */
@@ -102,14 +141,19 @@ export class AccessTokens {
   /** The row's tokens, if they are another refresh's of the same user and still good for a while. */
   private async newerStoredTokens (sessionId: string, held: ProviderTokens, user: SessionUser): Promise<ProviderTokens | undefined> {
     const stored = await this.read(sessionId)
-    const tokens = stored?.sso
-    if (!stored || !tokens || sessionShapeProblem(stored as unknown as Record<string, unknown>) !== undefined) return undefined
-    if (stored.user?.sub !== user.sub || stored.user?.iss !== user.iss || tokens.refreshToken === held.refreshToken) return undefined
-    const expiresAt = tokens.accessTokenExpiresAt
-    return expiresAt === undefined || expiresAt - Date.now() > REFRESH_MARGIN_MS ? tokens : undefined
+    return stored ? newerTokensIn(stored, held, user) : undefined
   }
 
   private async read (sessionId: string): Promise<SessionData | undefined> {
     return await promisify(this.store.get.bind(this.store))(sessionId) ?? undefined
   }
+}
+
+/** The tokens of `stored`, if they are another refresh's of the same user than `held`, and still good for a while. */
+function newerTokensIn (stored: SessionData, held: ProviderTokens, user: SessionUser): ProviderTokens | undefined {
+  const tokens = stored.sso
+  if (!tokens || sessionShapeProblem(stored as unknown as Record<string, unknown>) !== undefined) return undefined
+  if (stored.user?.sub !== user.sub || stored.user?.iss !== user.iss || tokens.accessToken === held.accessToken) return undefined
+  const expiresAt = tokens.accessTokenExpiresAt
+  return expiresAt === undefined || expiresAt - Date.now() > REFRESH_MARGIN_MS ? tokens : undefined
 }
