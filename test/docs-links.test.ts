@@ -1,12 +1,27 @@
+import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import t from 'tap'
 
 // Issue 11: every link in the README and docs/ works in any clone. A relative link names a file or
-// folder inside the repository (and a heading of it, after `#`); anything else is a public
-// https:// page.
+// folder that git tracks (and a heading of it, after `#`): one that merely exists here, dist/ or
+// .env, is not in a clone. Anything else is a public https:// page.
 
 const root = resolve(new URL('..', import.meta.url).pathname)
+
+/** The files git tracks and the folders holding them, relative to the root; null outside a git checkout. */
+function trackedPaths (): Set<string> | null {
+  const listed = spawnSync('git', ['ls-files', '-z'], { cwd: root, encoding: 'utf8' })
+  if (listed.status !== 0) return null
+  const paths = new Set<string>()
+  for (const file of listed.stdout.split('\0').filter(Boolean)) {
+    const parts = file.split('/')
+    for (let i = 1; i <= parts.length; i++) paths.add(parts.slice(0, i).join('/'))
+  }
+  return paths
+}
+
+const tracked = trackedPaths()
 
 function markdownFiles (): string[] {
   const docs = readdirSync(join(root, 'docs'), { recursive: true, encoding: 'utf8' })
@@ -53,8 +68,11 @@ function problemWith (file: string, target: string): string | undefined {
   if (/^[a-z][a-z0-9+.-]*:/i.test(target)) return 'only https:// links may leave the repository'
   const [path = '', anchor] = target.split('#')
   const absolute = path === '' ? join(root, file) : resolve(root, dirname(file), decodeURIComponent(path))
-  if (relative(root, absolute).startsWith('..')) return 'points outside the repository'
+  const inRepository = relative(root, absolute).split('\\').join('/')
+  if (inRepository.startsWith('..')) return 'points outside the repository'
   if (!existsSync(absolute)) return 'no such file'
+  // Outside a git checkout (an unpacked tarball), existing is all that can be checked.
+  if (tracked && inRepository !== '' && !tracked.has(inRepository)) return 'not tracked by git, so not in a clone'
   if (anchor === undefined) return undefined
   if (statSync(absolute).isDirectory() || !absolute.endsWith('.md')) return 'an anchor on something that is not a Markdown file'
   return headingAnchors(readFileSync(absolute, 'utf8')).has(anchor) ? undefined : `no heading #${anchor}`
@@ -82,5 +100,21 @@ t.test('the checker itself finds what it must', async (t) => {
   t.equal(problemWith('README.md', 'http://example.com/'), 'only https:// links may leave the repository')
   t.equal(problemWith('README.md', 'docs/configuration.md#no-such-heading'), 'no heading #no-such-heading')
   t.equal(problemWith('README.md', 'docs/configuration.md'), undefined)
+  t.equal(problemWith('README.md', 'examples/fastify-app'), undefined, 'a tracked folder')
+  if (tracked) {
+    // On disk in every checkout that ran `npm ci`, in no clone.
+    t.equal(problemWith('README.md', 'node_modules/tap/package.json'), 'not tracked by git, so not in a clone')
+  } else {
+    t.comment('not a git checkout: links are checked against the files on disk')
+  }
   t.same([...headingAnchors("# A `b`: c's\n## A `b`: c's\n```\n# not a heading\n```\n")], ['a-b-cs', 'a-b-cs-1'])
+})
+
+t.test('the README stays short and points at every document in docs/', async (t) => {
+  const readme = readFileSync(join(root, 'README.md'), 'utf8')
+  const lines = readme.trimEnd().split('\n').length
+  t.ok(lines <= 150, `README.md has ${lines} lines (at most 150)`)
+  const linked = new Set(linkTargets(readme).map((target) => target.split('#')[0]))
+  const docs = readdirSync(join(root, 'docs')).filter((name) => name.endsWith('.md')).map((name) => `docs/${name}`)
+  t.same(docs.filter((doc) => !linked.has(doc)), [], 'every docs/*.md is linked from the README')
 })
