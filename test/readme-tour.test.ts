@@ -11,8 +11,11 @@ import { freePort } from './support/private-mariadb.js'
 // here with bash in the repository, and what the curl blocks print must match the output blocks
 // beside them. The only changes: the port (9000 may be taken, so a free one), the users file (in a
 // temporary folder, not the checkout's), the database and user names (unique, dropped afterwards),
-// and HOST=127.0.0.1 (servers started by tests listen on the loopback only). Like the reader's,
-// `npm run users` and `npm start` build the checkout's dist/ when it is missing or older than src/.
+// and HOST=127.0.0.1 (servers started by tests listen on the loopback only; the listening line the
+// README quotes is the same either way: bound to every interface, the server logs the loopback's).
+// Like the reader's, `npm run users` and `npm start` build the checkout's dist/ when it is missing
+// or older than src/. A shell block that is not run here says so, and why, in a
+// `<!-- tour:not-run: REASON -->` line above it.
 
 const root = new URL('..', import.meta.url).pathname
 const readme = readFileSync(join(root, 'README.md'), 'utf8')
@@ -23,6 +26,17 @@ function tourBlocks (markdown: string): Map<string, string> {
     blocks.set(match[1] as string, match[2] as string)
   }
   return blocks
+}
+
+/** The first line of each shell block with neither a tour marker nor a not-run one (with a reason) above it. */
+export function unmarkedShellBlocks (markdown: string): string[] {
+  const unmarked: string[] = []
+  for (const match of markdown.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)) {
+    if (!/^(sh|bash|shell|zsh|console)$/.test(match[1] as string)) continue
+    const above = markdown.slice(0, match.index).trimEnd().split('\n').pop() ?? ''
+    if (!/^<!-- tour:([\w-]+|not-run: \S.*) -->$/.test(above)) unmarked.push((match[2] as string).split('\n')[0] as string)
+  }
+  return unmarked
 }
 
 const blocks = tourBlocks(readme)
@@ -54,8 +68,8 @@ function runBlock (t: Test, code: string, env: NodeJS.ProcessEnv): string {
   return result.stdout
 }
 
-/** Starts a block that ends in a server, in a process group of its own, and waits until it answers. */
-async function startBlock (t: Test, code: string, env: NodeJS.ProcessEnv, port: number): Promise<void> {
+/** Starts a block that ends in a server, in a process group of its own, and waits until it answers; its output so far. */
+async function startBlock (t: Test, code: string, env: NodeJS.ProcessEnv, port: number): Promise<() => string> {
   const child = spawn('bash', ['-e', '-c', code], { cwd: root, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
@@ -68,7 +82,7 @@ async function startBlock (t: Test, code: string, env: NodeJS.ProcessEnv, port: 
   const deadline = Date.now() + 120_000
   while (Date.now() < deadline && child.exitCode === null) {
     const ready = await httpRequest(`http://127.0.0.1:${port}/health/live`).then((res) => res.status === 200, () => false)
-    if (ready) return
+    if (ready) return () => output
     await new Promise((resolve) => setTimeout(resolve, 250))
   }
   throw new Error(`the server block did not answer on ${port}:\n${output}`)
@@ -93,11 +107,20 @@ t.test('the README tour, as pasted: development server, then production against 
   const port = await freePort()
   const usersFile = join(dir, 'users.htpasswd')
   const name = `tour_${randomBytes(4).toString('hex')}`
-  const adapt = (code: string) => code.replaceAll('localhost:9000', `localhost:${port}`).replaceAll('users.htpasswd', usersFile).replaceAll('sessions_app', name)
+  const adapt = (code: string) => code
+    .replaceAll('localhost:9000', `localhost:${port}`)
+    .replace(/(\$PWD\/)?users\.htpasswd/g, usersFile)
+    .replaceAll('sessions_app', name)
 
-  await t.test('development: the server block starts, the curl block prints what the README shows', async (t) => {
+  await t.test('development: the server block starts and prints the line the README says to wait for, the curl block prints what the README shows', async (t) => {
+    const quoted = /Wait for the line with `([^`]+)`/.exec(readme)?.[1]
+    if (quoted === undefined) throw new Error('README.md no longer says which line to wait for')
+    const listening = quoted.replace(':9000', `:${port}`)
     const env = readerEnv(port)
-    await startBlock(t, adapt(block('server')), env, port)
+    const output = await startBlock(t, adapt(block('server')), env, port)
+    // The line is written as the server starts to answer; give the pipe a moment.
+    for (let i = 0; i < 40 && !output().includes(listening); i++) await new Promise((resolve) => setTimeout(resolve, 50))
+    t.ok(output().includes(listening), `the server prints ${listening}`)
     matchesOutput(t, runBlock(t, adapt(block('client')), env), block('output'))
   })
 
@@ -114,4 +137,22 @@ t.test('the README tour, as pasted: development server, then production against 
 
 t.test('the tour blocks are all there', async (t) => {
   t.same([...blocks.keys()].sort(), ['client', 'output', 'production-client', 'production-database', 'production-output', 'production-server', 'server'])
+})
+
+t.test('every shell block of the README is run here, or says why not', async (t) => {
+  t.same(unmarkedShellBlocks(readme), [], 'no shell block without a <!-- tour:NAME --> or <!-- tour:not-run: REASON --> line above it')
+  t.same(unmarkedShellBlocks('<!-- tour:a -->\n```sh\nrun\n```\n\n<!-- tour:not-run: why -->\n```bash\nnot run\n```\n```sh\nforgotten\n```\n<!-- tour:not-run: -->\n```sh\nno reason\n```\n```text\nout\n```\n'),
+    ['forgotten', 'no reason'], 'the check itself')
+})
+
+const inGitCheckout = spawnSync('git', ['rev-parse', '--is-inside-work-tree'], { cwd: root, encoding: 'utf8' }).stdout.trim() === 'true'
+
+t.test('the files the README has a reader create are ignored by git', { skip: inGitCheckout ? false : 'not a git checkout' }, async (t) => {
+  // Every users file a `--file` names, and .env (step 2 of production puts the variables there).
+  const created = new Set(['.env', ...[...readme.matchAll(/--file ([\w./-]+)/g)].map((match) => match[1] as string)])
+  t.ok(created.has('users.htpasswd'), 'the tour\'s users file is among them')
+  for (const file of created) {
+    t.equal(spawnSync('git', ['check-ignore', '-q', file], { cwd: root }).status, 0, `git ignores ${file}`)
+  }
+  t.equal(spawnSync('git', ['check-ignore', '-q', 'README.md'], { cwd: root }).status, 1, 'and the check tells a file git keeps apart')
 })
