@@ -216,7 +216,7 @@ t.test('table creation and upgrade on the running cluster, from three instances 
       const connection = await rootOn(index, database)
       const [indexes] = await connection.query<RowDataPacket[]>('SHOW INDEX FROM sessions')
       const [leases] = await connection.query<RowDataPacket[]>("SHOW TABLES LIKE 'session_leases'")
-      t.same([...new Set(indexes.map((row) => String(row.Key_name)))].sort(), ['PRIMARY', 'idx_expires', 'idx_user_key'], `${database} on node ${index + 1}: the indexes, once each`)
+      t.same([...new Set(indexes.map((row) => String(row.Key_name)))].sort(), ['PRIMARY', 'idx_expires', 'idx_sso_key', 'idx_user_key'], `${database} on node ${index + 1}: the indexes, once each`)
       t.equal(leases.length, 1, `${database} on node ${index + 1}: the lease table`)
       t.equal(await statusOf(connection, 'wsrep_local_state_comment'), 'Synced', `node ${index + 1} is Synced`)
       await connection.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?)', [`after-on-${index}`, expires, '{}'])

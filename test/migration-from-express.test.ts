@@ -193,7 +193,7 @@ for (const variant of variants) {
     })
     const [columns] = await db.pool.query<RowDataPacket[]>(
       'SELECT column_name AS name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position', [db.name, table])
-    t.same(columns.map((column) => column.name), ['session_id', 'expires', 'data', 'user_key'], 'the table is upgraded: a user_key column next to its three')
+    t.same(columns.map((column) => column.name), ['session_id', 'expires', 'data', 'user_key', 'sso_key'], 'the table is upgraded: user_key and sso_key columns next to its three')
     // Before anybody visits: the legacy user's sessions are hers already (keyed through the mapper).
     t.same((await project.sessionStore.sessionsOf({ name: 'ann' })).map((s) => s.id).sort(), [ids.annLaptop, ids.annPhone].sort(), 'ann\'s Express sessions are listed as hers before any visit')
     t.same((await project.sessionStore.sessionsOf({ name: 'bob' })).map((s) => s.id), [ids.bob], 'and bob\'s')

@@ -130,6 +130,28 @@ for (const [kind, open] of Object.entries(stores)) {
     t.same([stored.state, stored.sso], [{ step: 2 }, tokens('fourth')], 'two saves of one request')
   })
 
+  t.test(`${kind}: the sessions of one identity provider login end together, found by (issuer, sid)`, async (t) => {
+    const { store } = await open(t)
+    const cookie = { originalMaxAge: 60000, expires: new Date(Date.now() + 60000).toISOString() }
+    const session = (iss: string, sid: string | undefined) => ({
+      cookie,
+      user: { name: 'ann', sub: 'ann', iss },
+      ...(sid === undefined ? {} : { sso: { idToken: 'id', accessToken: 'access', ...{ sid } } })
+    }) as unknown as SessionData
+    const saved: Array<[string, SessionData]> = [
+      ['laptop', session('https://idp.example', 'login-1')],
+      ['tablet', session('https://idp.example', 'login-1')],
+      ['phone', session('https://idp.example', 'login-2')],
+      ['other-issuer', session('https://other.example', 'login-1')],
+      ['no-sid', session('https://idp.example', undefined)]
+    ]
+    for (const [id, data] of saved) await call<void>((done) => store.set(id, data, done))
+    t.equal(await store.endSessionsOfProviderLogin('https://idp.example', 'login-1'), 2)
+    const left = []
+    for (const [id] of saved) if (await call((done) => store.get(id, done))) left.push(id)
+    t.same(left, ['phone', 'other-issuer', 'no-sid'], 'only that login\'s sessions ended')
+  })
+
   t.test(`${kind}: all, length and get agree on what is expired`, async (t) => {
     const { store, setExpires } = await open(t)
     const live = { cookie: { originalMaxAge: 60000, expires: new Date(Date.now() + 60000).toISOString() }, live: true }

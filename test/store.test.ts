@@ -27,9 +27,10 @@ t.test('the table is express-mysql-session\'s, plus an index on expires', async 
   const [columns] = await db.pool.query<RowDataPacket[]>(
     'SELECT column_name AS name, column_key AS k FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position',
     [db.name, 'sessions'])
-  t.same(columns.map((c) => c.name), ['session_id', 'expires', 'data', 'user_key'])
+  t.same(columns.map((c) => c.name), ['session_id', 'expires', 'data', 'user_key', 'sso_key'])
   t.equal(columns[0]?.k, 'PRI')
   t.equal(columns[1]?.k, 'MUL', 'expires is indexed')
+  t.equal(columns[4]?.k, 'MUL', 'sso_key is indexed')
   const [[row]] = await db.pool.query<RowDataPacket[]>('SELECT expires, data FROM sessions')
   t.ok(Math.abs(Number(row?.expires) - (Date.now() + 3600000) / 1000) < 5, 'expires in seconds: an hour for a session that carries nothing yet')
   t.match(JSON.parse(String(row?.data)), { cookie: { originalMaxAge: 2628000000, httpOnly: true, path: '/' } })

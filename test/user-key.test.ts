@@ -67,7 +67,7 @@ t.test('a table with the old JSON_VALUE user column is upgraded: the column repl
   t.same((await apps[0]!.sessionStore.sessionsOf({ name: 'ann' })).map((session) => session.id).sort(), ['ann-hidden', 'ann-visible'])
   const [columns] = await db.pool.query<RowDataPacket[]>(
     'SELECT column_name AS name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position', [db.name, 'sessions'])
-  t.same(columns.map((column) => column.name), ['session_id', 'expires', 'data', 'user_name', 'user_key'], 'the old column stays for old instances in a rolling upgrade')
+  t.same(columns.map((column) => column.name), ['session_id', 'expires', 'data', 'user_name', 'user_key', 'sso_key'], 'the old column stays for old instances in a rolling upgrade')
   const keys = async () => Object.fromEntries((await db.pool.query<RowDataPacket[]>('SELECT session_id, user_key FROM sessions'))[0].map((row) => [row.session_id, row.user_key]))
   for (let tries = 0; tries < 50 && Object.values(await keys()).includes(null); tries++) await new Promise((resolve) => setTimeout(resolve, 100))
   t.same(await keys(), {

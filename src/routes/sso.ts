@@ -142,10 +142,12 @@ export default async function ssoRoutes (fastify: FastifyInstance) {
 
 /**
  * Ends the sessions a logout token names: those of its provider session (`sid`) if it names one,
- * else every session of its subject. A session whose login recorded no sid cannot be told apart,
- * so it ends with any sid of its subject. Resolves with how many ended.
+ * else every session of its subject. With a subject, the user index finds them, and a session
+ * whose login recorded no sid, which cannot be told apart, ends with any sid of its subject; a
+ * token with `sid` alone finds its sessions by their provider-login key. Resolves with how many ended.
  */
-async function endSessionsOfLogin (store: ManagedStore, logout: LogoutRequest & { sub: string }): Promise<number> {
+async function endSessionsOfLogin (store: ManagedStore, logout: LogoutRequest): Promise<number> {
+  if (logout.sub === undefined) return await store.endSessionsOfProviderLogin(logout.iss, logout.sid as string)
   const user = { name: logout.sub, iss: logout.iss, sub: logout.sub }
   if (!logout.sid) return await store.endSessionsOf(user)
   const targets = (await store.sessionsOf(user)).filter(({ data }) => data.sso?.sid === undefined || data.sso.sid === logout.sid)
@@ -156,7 +158,7 @@ async function endSessionsOfLogin (store: ManagedStore, logout: LogoutRequest & 
 /**
  * OpenID Connect Back-Channel Logout 1.0: the provider tells this app that a login ended there.
  * Every session of that provider session (`sid`) or subject (`sub`) ends, on every instance at
- * once (they are rows found through the user index). Outside the session scope: no cookie, no session.
+ * once (they are rows found through the user index, or the provider-login index for `sid` alone). Outside the session scope: no cookie, no session.
  */
 export async function backchannelLogoutRoutes (fastify: FastifyInstance) {
   const { client, logoutTokens } = ssoOf(fastify)
@@ -199,14 +201,11 @@ export async function backchannelLogoutRoutes (fastify: FastifyInstance) {
       request.log.warn({ reason: (error as Error).message }, 'back-channel logout: the provider\'s keys could not be fetched')
       throw providerUnavailable()
     }
-    // The user index is keyed by (issuer, subject): a token naming only the provider's session
-    // cannot find its rows.
-    if (!logout.sub) return refuse('logout tokens without sub are not supported: the provider must send sub (Keycloak and oidc-provider do)')
     const claim = `backchannel-logout ${logout.iss} ${logout.jti}`
     if (!await store.claimOnce(claim, LOGOUT_TOKEN_MEMORY_MS)) return refuse('logout token already used')
     let ended: number
     try {
-      ended = await endSessionsOfLogin(store, { ...logout, sub: logout.sub })
+      ended = await endSessionsOfLogin(store, logout)
     } catch (error) {
       // Not done: the provider's retry of this token must not be taken for a replay.
       await store.releaseOnce(claim).catch(() => {})

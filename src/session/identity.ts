@@ -67,3 +67,18 @@ export function userKeyOf (session: object | undefined, mapper: SessionUserMappe
   if (user) return userKey(user)
   return data?.user === undefined || data.user === null ? '' : null
 }
+
+/**
+ * The value of the indexed `sso_key` column: the identity provider's login session a session came
+ * from, as (issuer, `sid`), or NULL for a session without one. A back-channel logout token may name
+ * only that login session (`sid` without `sub`); its sessions are found by this key.
+ */
+export function providerLoginKey (issuer: string, sid: string): string {
+  return createHash('sha256').update(JSON.stringify([issuer, sid])).digest('base64url')
+}
+
+/** The sso_key the store writes for stored data (see providerLoginKey). */
+export function providerLoginKeyOf (session: object): string | null {
+  const { user, sso } = session as { user?: { iss?: unknown }, sso?: { sid?: unknown } }
+  return typeof user?.iss === 'string' && typeof sso?.sid === 'string' ? providerLoginKey(user.iss, sso.sid) : null
+}

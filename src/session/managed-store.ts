@@ -34,6 +34,11 @@ export interface ManagedStore extends Store {
   /** Ends every session of a user except `keepId`; resolves with how many ended. */
   endSessionsOf (user: SessionUser, keepId?: string): Promise<number>
   /**
+   * Ends every session that came from this identity provider's login session (`sid`), found
+   * through the provider-login key the store writes on every save; resolves with how many ended.
+   */
+  endSessionsOfProviderLogin (issuer: string, sid: string): Promise<number>
+  /**
    * Writes a session this request read and did not change (to store attributes the configuration
    * changed), only if its row still holds what was read: never over a concurrent request's write.
    * Best effort, never rejects.

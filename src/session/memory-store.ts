@@ -1,5 +1,5 @@
 import type { SessionData } from 'express-session'
-import { userKey, userKeyOf, type SessionUserMapper } from './identity.js'
+import { providerLoginKey, providerLoginKeyOf, userKey, userKeyOf, type SessionUserMapper } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
 import { PromiseSessionStore, SessionEndedError, type ManagedStore, type StoredSession } from './managed-store.js'
 import { loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
@@ -13,6 +13,8 @@ interface MemoryRow {
   expires: number
   /** NULL for a user the mapper cannot tell (identity.ts), as in the MySQL store. */
   userKey: string | null
+  /** The provider login it came from (identity.ts providerLoginKey), or NULL. */
+  ssoKey: string | null
 }
 
 /**
@@ -81,6 +83,22 @@ export class MemorySessionStore extends PromiseSessionStore implements ManagedSt
     })
   }
 
+  private rowOf (data: string, expires: number, session: SessionData): MemoryRow {
+    return { data, expires, userKey: userKeyOf(session, this.mapper), ssoKey: providerLoginKeyOf(session) }
+  }
+
+  async endSessionsOfProviderLogin (issuer: string, sid: string): Promise<number> {
+    const key = providerLoginKey(issuer, sid)
+    let ended = 0
+    for (const [id, row] of this.rows) {
+      if (row.ssoKey === key) {
+        this.rows.delete(id)
+        ended++
+      }
+    }
+    return ended
+  }
+
   async endSessionsOf (user: SessionUser, keepId?: string): Promise<number> {
     const key = userKey(user)
     let ended = 0
@@ -116,7 +134,7 @@ export class MemorySessionStore extends PromiseSessionStore implements ManagedSt
     if (row && read !== undefined && row.data !== read && holdsReadTokens(session, read)) adoptStoredTokens(session, row.data)
     const expires = storedExpiresSeconds(session, this.policy)
     const data = JSON.stringify(session)
-    this.rows.set(sid, { data, expires, userKey: userKeyOf(session, this.mapper) })
+    this.rows.set(sid, this.rowOf(data, expires, session))
     markPersisted(session, sid, expires, sessionContent(session))
     markLoaded(session, sid, data)
   }
@@ -125,7 +143,7 @@ export class MemorySessionStore extends PromiseSessionStore implements ManagedSt
     const row = this.rows.get(sid)
     if (!row || row.data !== loadedText(session, sid)) return
     const expires = storedExpiresSeconds(session, this.policy)
-    this.rows.set(sid, { data: JSON.stringify(session), expires, userKey: userKeyOf(session, this.mapper) })
+    this.rows.set(sid, this.rowOf(JSON.stringify(session), expires, session))
     markPersisted(session, sid, expires, sessionContent(session))
   }
 

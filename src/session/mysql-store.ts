@@ -7,7 +7,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { lifetimePolicy, type Config } from '../config/config.js'
 import { claimOnce, forgetExpiredClaims, Lease, releaseOnce } from './lease.js'
 import { SessionPool } from './mysql-pool.js'
-import { userKey, userKeyOf, type SessionUserMapper } from './identity.js'
+import { providerLoginKey, providerLoginKeyOf, userKey, userKeyOf, type SessionUserMapper } from './identity.js'
 import { isLive, isPastAbsoluteTimeout, isUnchangedSince, nowSeconds, storedExpiresSeconds, touchIsDue, type LifetimePolicy } from './lifetime.js'
 import { PromiseSessionStore, SessionEndedError, SessionRejectedError, type CleanupOptions, type ManagedStore, type StoredSession } from './managed-store.js'
 import { loadedText, markLoaded, markPersisted, persistedExpiry, sessionContent } from './persisted.js'
@@ -67,6 +67,9 @@ export function maintenanceLeaseName (work: 'cleanup' | 'keying', database: stri
   return `session-${work}:` + createHash('sha256').update(`${database}.${table}`).digest('hex').slice(0, 40)
 }
 
+// user_key and sso_key, in the order the statements name them.
+type RowKeys = [string | null, string | null]
+
 interface SessionRow extends RowDataPacket {
   session_id: string
   /** Text, or an object when the column is of JSON type (mysql2 parses those). */
@@ -97,7 +100,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
   private readonly pool: SessionPool
   private readonly log: FastifyBaseLogger
   private readonly settings: MysqlSessionStoreOptions
-  private readonly sql: Record<'select' | 'upsert' | 'update' | 'rewrite' | 'touch' | 'destroy' | 'destroyMany' | 'repairUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
+  private readonly sql: Record<'select' | 'upsert' | 'update' | 'rewrite' | 'touch' | 'destroy' | 'destroyMany' | 'destroyOfProviderLogin' | 'repairUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
   private readonly cleanupLease: Lease
   private readonly keyingLease: Lease
   private schemaReady: Promise<void> | undefined
@@ -115,10 +118,10 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     // Every "is it live" is `expires > nowSeconds()`, the comparison isLive() makes for a read.
     this.sql = {
       select: `SELECT data, expires, user_key FROM ${table} WHERE session_id = ?`,
-      upsert: `INSERT INTO ${table} (session_id, expires, data, user_key) VALUES (?, ?, ?, ?)
-               ON DUPLICATE KEY UPDATE expires = VALUES(expires), data = VALUES(data), user_key = VALUES(user_key)`,
-      update: `UPDATE ${table} SET expires = ?, data = ?, user_key = ? WHERE session_id = ?`,
-      rewrite: `UPDATE ${table} SET expires = ?, data = ?, user_key = ? WHERE session_id = ? AND data = ?`,
+      upsert: `INSERT INTO ${table} (session_id, expires, data, user_key, sso_key) VALUES (?, ?, ?, ?, ?)
+               ON DUPLICATE KEY UPDATE expires = VALUES(expires), data = VALUES(data), user_key = VALUES(user_key), sso_key = VALUES(sso_key)`,
+      update: `UPDATE ${table} SET expires = ?, data = ?, user_key = ?, sso_key = ? WHERE session_id = ?`,
+      rewrite: `UPDATE ${table} SET expires = ?, data = ?, user_key = ?, sso_key = ? WHERE session_id = ? AND data = ?`,
       touch: `UPDATE ${table} SET expires = ? WHERE session_id = ?`,
       destroy: `DELETE FROM ${table} WHERE session_id = ?`,
       repairUserKey: `UPDATE ${table} SET user_key = ? WHERE session_id = ? AND user_key <=> ?`,
@@ -128,6 +131,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
       ofUser: `SELECT session_id, data, expires, user_key FROM ${table} WHERE (user_key = ? OR user_key IS NULL) AND expires > ?`,
       endOfUser: `SELECT session_id, data, expires, user_key FROM ${table} WHERE (user_key = ? OR user_key IS NULL) AND session_id <> ?`,
       destroyMany: `DELETE FROM ${table} WHERE session_id IN (?)`,
+      destroyOfProviderLogin: `DELETE FROM ${table} WHERE sso_key = ?`,
       // A range over idx_expires.
       countLive: `SELECT COUNT(*) AS n FROM ${table} WHERE expires > ?`,
       clear: `DELETE FROM ${table}`
@@ -302,6 +306,11 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     })
   }
 
+  async endSessionsOfProviderLogin (issuer: string, sid: string): Promise<number> {
+    const [result] = await this.run('end sessions', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.destroyOfProviderLogin, [providerLoginKey(issuer, sid)]))
+    return result.affectedRows
+  }
+
   /** The rows a request could use as a session of the user with this key; repairs the keys of the others it read. */
   private usableRowsOf (rows: SessionRow[], key: string): Array<{ row: SessionRow, data: SessionData }> {
     return rows.flatMap((row) => {
@@ -373,15 +382,15 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     const policy = this.settings.lifetime
     if (isUnchangedSince(sid, session, policy)) return
     const expires = storedExpiresSeconds(session, policy)
-    const key = userKeyOf(session, this.mapper)
+    const keys = this.keysOf(session)
     let data = JSON.stringify(session)
     if (persistedExpiry(session, sid) === undefined) {
-      await refusedData(this.run('insert', (connection) => statement(connection, 'execute', this.sql.upsert, [sid, expires, data, key])))
+      await refusedData(this.run('insert', (connection) => statement(connection, 'execute', this.sql.upsert, [sid, expires, data, ...keys])))
     } else {
       const read = loadedText(session, sid)
       const written = read !== undefined && holdsReadTokens(session, read)
-        ? await this.updateKeepingTokens(sid, session, read, expires, key)
-        : await this.update(sid, expires, data, key)
+        ? await this.updateKeepingTokens(sid, session, read, expires, keys)
+        : await this.update(sid, expires, data, keys)
       if (written === undefined) {
         this.log.info({ session: sessionFingerprint(sid) }, 'session ended while this request ran; not writing it back')
         throw new SessionEndedError()
@@ -392,9 +401,14 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     markLoaded(session, sid, data)
   }
 
+  /** The indexed columns a save writes from the data: who is logged in, and through which provider login. */
+  private keysOf (session: SessionData): RowKeys {
+    return [userKeyOf(session, this.mapper), providerLoginKeyOf(session)]
+  }
+
   /** The text written, or undefined when the row is gone. */
-  private async update (sid: string, expires: number, data: string, key: string | null): Promise<string | undefined> {
-    const [result] = await refusedData(this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.update, [expires, data, key, sid])))
+  private async update (sid: string, expires: number, data: string, keys: RowKeys): Promise<string | undefined> {
+    const [result] = await refusedData(this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.update, [expires, data, ...keys, sid])))
     return result.affectedRows > 0 ? data : undefined
   }
 
@@ -404,11 +418,11 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
    * ones this request holds and the write is tried again (sso-tokens.ts). The text written, or
    * undefined when the row is gone.
    */
-  private async updateKeepingTokens (sid: string, session: SessionData, read: string, expires: number, key: string | null): Promise<string | undefined> {
+  private async updateKeepingTokens (sid: string, session: SessionData, read: string, expires: number, keys: RowKeys): Promise<string | undefined> {
     let expected = read
     for (let attempt = 1; attempt <= 3; attempt++) {
       const data = JSON.stringify(session)
-      const [result] = await refusedData(this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.rewrite, [expires, data, key, sid, expected])))
+      const [result] = await refusedData(this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.rewrite, [expires, data, ...keys, sid, expected])))
       if (result.affectedRows > 0) return data
       const [rows] = await this.run('read', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.select, [sid]))
       const current = rows[0]?.data
@@ -418,7 +432,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
       expected = current
     }
     // The row keeps changing (or is no longer text): the last tokens seen are written as they are.
-    return await this.update(sid, expires, JSON.stringify(session), key)
+    return await this.update(sid, expires, JSON.stringify(session), keys)
   }
 
   async rewriteUnchanged (sid: string, session: SessionData): Promise<void> {
@@ -428,7 +442,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     const expires = storedExpiresSeconds(session, policy)
     const data = JSON.stringify(session)
     try {
-      const [result] = await this.run('rewrite', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.rewrite, [expires, data, userKeyOf(session, this.mapper), sid, read]))
+      const [result] = await this.run('rewrite', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.rewrite, [expires, data, ...this.keysOf(session), sid, read]))
       if (result.affectedRows > 0) markPersisted(session, sid, expires, sessionContent(session))
     } catch (error) {
       this.log.warn({ err: error }, 'could not rewrite a session with its configured cookie attributes')

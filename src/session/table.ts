@@ -12,11 +12,14 @@ const REQUIRED_COLUMNS = ['session_id', 'expires', 'data']
 // whose user this process cannot map, which the maintenance run keys (user-keys.ts) and the user's
 // list checks meanwhile.
 const USER_KEY_COLUMN = 'user_key char(43) CHARACTER SET ascii COLLATE ascii_bin NULL'
+// The identity provider's login session a session came from (identity.ts providerLoginKey), for
+// back-channel logout tokens that name only that; NULL for every other session.
+const SSO_KEY_COLUMN = 'sso_key char(43) CHARACTER SET ascii COLLATE ascii_bin NULL'
 
 /**
  * Creates the session table, or upgrades one that express-mysql-session (or an earlier version of
  * this project) created, so both run on the same rows: its columns unchanged, plus an index on
- * `expires` for the batched cleanup and an indexed `user_key` column; and the maintenance leases'
+ * `expires` for the batched cleanup, an indexed `user_key` column and an indexed `sso_key` column; and the maintenance leases'
  * table (lease.ts). Only DDL, so it is quick whatever the table holds; existing rows are keyed in
  * the background. Safe to run again and from several processes at once (on a Galera cluster too,
  * where DDL runs in total order): each step checks first, and a step another process has just
@@ -36,9 +39,11 @@ export async function createOrUpgradeTable (db: Queryable, table: string): Promi
     expires int(11) unsigned NOT NULL,
     data mediumtext COLLATE utf8mb4_bin,
     ${USER_KEY_COLUMN},
+    ${SSO_KEY_COLUMN},
     PRIMARY KEY (session_id),
     KEY idx_expires (expires),
-    KEY idx_user_key (user_key)
+    KEY idx_user_key (user_key),
+    KEY idx_sso_key (sso_key)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`)
   await db.query(LEASE_TABLE_DDL)
   // information_schema shows a user only the columns it may use: without SELECT the table would
@@ -59,10 +64,16 @@ export async function createOrUpgradeTable (db: Queryable, table: string): Promi
   if (!(await hasIndexOn(db, table, 'user_key'))) {
     await ignoreError(ER_DUP_KEYNAME, db.query(`ALTER TABLE ${name} ADD INDEX idx_user_key (user_key)`))
   }
+  if (!columns.has('sso_key')) {
+    await ignoreError(ER_DUP_FIELDNAME, db.query(`ALTER TABLE ${name} ADD COLUMN ${SSO_KEY_COLUMN}`))
+  }
+  if (!(await hasIndexOn(db, table, 'sso_key'))) {
+    await ignoreError(ER_DUP_KEYNAME, db.query(`ALTER TABLE ${name} ADD INDEX idx_sso_key (sso_key)`))
+  }
   const leases = escapeId(LEASE_TABLE)
   await checkPrivileges(db, [
-    `INSERT INTO ${name} (session_id, expires, data, user_key) VALUES (?, ?, ?, ?)`,
-    `UPDATE ${name} SET expires = ?, data = ?, user_key = ? WHERE session_id = ?`,
+    `INSERT INTO ${name} (session_id, expires, data, user_key, sso_key) VALUES (?, ?, ?, ?, ?)`,
+    `UPDATE ${name} SET expires = ?, data = ?, user_key = ?, sso_key = ? WHERE session_id = ?`,
     `DELETE FROM ${name} WHERE session_id = ?`,
     `INSERT INTO ${leases} (name, holder, slot, held_until) VALUES (?, ?, ?, ?)`,
     `UPDATE ${leases} SET held_until = ? WHERE name = ?`,
