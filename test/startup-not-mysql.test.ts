@@ -1,19 +1,26 @@
 import { createServer as createHttpServer } from 'node:http'
-import { createServer, type AddressInfo, type Server } from 'node:net'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { baseEnv, httpRequest, type Env } from './helper.js'
 import { freePort } from './support/private-mariadb.js'
 import { runProcess, serverEntry, startServer } from './support/server-process.js'
 
-// SESSION_HOST:SESSION_PORT where another program listens: one that speaks first and is not MySQL
-// stops start-up; one that says nothing (an HTTP server, or a proxy with no backend yet) is named
-// in the warning, and the server starts and answers 503 meanwhile.
+// SESSION_HOST:SESSION_PORT where another program listens: one that speaks first and is not MySQL,
+// or a web server (asked over HTTP once silent), stops start-up; one that says nothing even then
+// (a TCP proxy with no backend yet) is named in the warning, and the server starts and answers 503
+// meanwhile.
 
 const SSH_BANNER = 'SSH-2.0-OpenSSH_9.6p1 Ubuntu-3ubuntu13.5\r\n'
 
 async function listening (t: Test, server: Server | ReturnType<typeof createHttpServer>): Promise<number> {
+  const sockets = new Set<Socket>()
+  server.on('connection', (socket: Socket) => sockets.add(socket))
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  t.teardown(() => new Promise<void>((resolve) => {
+    // A program that never speaks never ends the connections it was given either.
+    for (const socket of sockets) socket.destroy()
+    server.close(() => resolve())
+  }))
   return (server.address() as AddressInfo).port
 }
 
@@ -36,9 +43,20 @@ t.test('an SSH server on SESSION_PORT: exit 1, one line saying what answered', a
   t.notOk(result.stdout.includes('app-password-1234') || result.stderr.includes('app-password-1234'), 'no password in any output')
 })
 
-t.test('an HTTP server on SESSION_PORT (silent until asked): the warning says so; the server starts and answers 503', async (t) => {
+t.test('an HTTP server on SESSION_PORT (silent until asked): exit 1, one line saying a web server answered', async (t) => {
   const web = createHttpServer((_request, response) => response.end('hello'))
-  const dbPort = await listening(t, web)
+  const port = await listening(t, web)
+  const result = await runProcess([serverEntry], { ...databaseAt(port), PORT: String(await freePort()) }, (stdout, child) => {
+    if (stdout.includes('Server listening')) child.kill('SIGKILL')
+  })
+  t.equal(result.code, 1)
+  t.match(result.stderr, new RegExp(`^127\\.0\\.0\\.1:${port} is a web server, not a MySQL/MariaDB server \\(asked over HTTP, it answered "HTTP/1\\.1 200 OK\\\\r\\\\n[^\\n]*\\): SESSION_PORT must be the database's port\\n$`))
+  t.notMatch(result.stdout, /Server listening/)
+})
+
+t.test('a program on SESSION_PORT that says nothing even when asked: the warning says so; the server starts and answers 503', async (t) => {
+  const mute = createServer((socket) => { socket.on('error', () => {}) })
+  const dbPort = await listening(t, mute)
   const port = await freePort()
   const server = await startServer({ ...databaseAt(dbPort), PORT: String(port) })
   t.equal((await httpRequest(`http://127.0.0.1:${port}/session`)).status, 503)

@@ -18,6 +18,9 @@ import { REQUIRED_PRIVILEGES, SessionTableError } from './table.js'
 
 /** How long each server gets to answer the diagnosis (to log in, or to send its greeting). */
 export const PROBE_MS = 1500
+// After PROBE_MS of silence, an HTTP request, and how long its answer may take.
+const HTTP_PROBE = 'GET / HTTP/1.0\r\n\r\n'
+const HTTP_PROBE_MS = 500
 
 /** A start-up failure that is the configuration's: the process stops with this one line. */
 export class DatabaseConfigError extends ConfigError {
@@ -59,7 +62,7 @@ type EndpointState =
   | { kind: 'silent' }
   | { kind: 'greeted' }
   | { kind: 'closed' }
-  | { kind: 'not-mysql', sample: string }
+  | { kind: 'not-mysql', sample: string, askedHttp?: boolean }
 
 export interface StartupDiagnosis {
   /** The process must stop: a configuration error, not an outage. */
@@ -177,6 +180,7 @@ function readGreeting (endpoint: DatabaseEndpoint, probeMs: number): Promise<End
   return new Promise((resolve) => {
     const socket = connect({ host: endpoint.host, port: endpoint.port })
     let connected = false
+    let askedHttp = false
     let received = Buffer.alloc(0)
     const finish = (state: EndpointState) => {
       clearTimeout(timer)
@@ -185,12 +189,19 @@ function readGreeting (endpoint: DatabaseEndpoint, probeMs: number): Promise<End
     }
     const judge = () => {
       const greeting = received.length >= 5 && received[3] === 0 && (received[4] === 0x0a || received[4] === 0xff)
-      finish(greeting ? { kind: 'greeted' } : { kind: 'not-mysql', sample: sampleOf(received) })
+      finish(greeting ? { kind: 'greeted' } : { kind: 'not-mysql', sample: sampleOf(received), askedHttp })
     }
-    const timer = setTimeout(() => {
-      if (received.length > 0) judge()
-      else finish(connected ? { kind: 'silent' } : { kind: 'unreachable', reason: 'ETIMEDOUT' })
-    }, probeMs)
+    const silence = () => {
+      if (received.length > 0) return judge()
+      if (!connected) return finish({ kind: 'unreachable', reason: 'ETIMEDOUT' })
+      if (askedHttp) return finish({ kind: 'silent' })
+      // A MySQL server speaks first; one silent this long is stuck, or not MySQL. A web server
+      // (the app's own port, a dashboard) speaks only when asked: ask it, once, as HTTP does.
+      askedHttp = true
+      socket.write(HTTP_PROBE)
+      timer = setTimeout(silence, HTTP_PROBE_MS)
+    }
+    let timer = setTimeout(silence, probeMs)
     socket.on('connect', () => { connected = true })
     socket.on('data', (chunk: Buffer) => {
       received = Buffer.concat([received, chunk])
@@ -236,7 +247,8 @@ function permanentMessage (endpoint: DatabaseEndpoint, state: EndpointState, con
   const user = config.SESSION_USER as string
   const database = config.SESSION_DATABASE as string
   if (state.kind === 'not-mysql') {
-    return `${where} answered but is not a MySQL/MariaDB server (it sent ${state.sample}): ${portVariable(endpoint, config)} must be the database's port`
+    const what = state.askedHttp ? `is a web server, not a MySQL/MariaDB server (asked over HTTP, it answered ${state.sample})` : `answered but is not a MySQL/MariaDB server (it sent ${state.sample})`
+    return `${where} ${what}: ${portVariable(endpoint, config)} must be the database's port`
   }
   if (state.kind !== 'refused') throw new Error(`not a permanent state: ${state.kind}`)
   const { error, account } = state
