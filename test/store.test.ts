@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path'
 import type { RowDataPacket } from 'mysql2/promise'
 import t from 'tap'
 import { LEASE_TABLE } from '../src/session/lease.js'
+import { providerLoginKey } from '../src/session/identity.js'
 import { maintenanceLeaseName } from '../src/session/mysql-store.js'
 import { Client, build, countRows, createTestDatabase, listen, serve } from './helper.js'
 
@@ -146,4 +147,24 @@ t.test('claimOnce: a key is claimed once for a while across instances, given bac
   await one.sessionStore.cleanupExpired()
   const [[left]] = await db.pool.query<RowDataPacket[]>(`SELECT COUNT(*) AS n FROM ${LEASE_TABLE} WHERE name LIKE 'once:%'`)
   t.equal(Number(left?.n), 0, 'the cleanup removes the claims whose time has passed')
+})
+
+t.test('the upgrade that adds sso_key keys the single sign-on sessions already stored, so a logout token naming only their sid finds them', async (t) => {
+  const db = await createTestDatabase(t)
+  // This project's table as it was before sso_key, with an SSO session and a local one in it.
+  await db.pool.query(`CREATE TABLE sessions (
+    session_id varchar(128) COLLATE utf8mb4_bin NOT NULL, expires int(11) unsigned NOT NULL, data mediumtext COLLATE utf8mb4_bin,
+    user_key char(43) CHARACTER SET ascii COLLATE ascii_bin NULL, PRIMARY KEY (session_id), KEY idx_expires (expires), KEY idx_user_key (user_key)
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`)
+  const expires = Math.round(Date.now() / 1000) + 3600
+  const cookie = { originalMaxAge: 3600000, expires: new Date(expires * 1000).toISOString() }
+  const sso = { cookie, user: { name: 'ann', sub: 'ann', iss: 'https://idp.example' }, sso: { idToken: 'id', accessToken: 'access', sid: 'login-1' } }
+  const local = { cookie, user: { name: 'ann' }, state: { note: 'mentions "sid" in its text' } }
+  await db.pool.query('INSERT INTO sessions (session_id, expires, data) VALUES (?, ?, ?), (?, ?, ?)', ['sso-session', expires, JSON.stringify(sso), 'local-session', expires, JSON.stringify(local)])
+  const app = await build(t, db.env)
+  await app.inject({ url: '/health/ready' })
+  const [rows] = await db.pool.query<RowDataPacket[]>('SELECT session_id, sso_key FROM sessions ORDER BY session_id')
+  t.same(rows.map((row) => [row.session_id, row.sso_key]), [['local-session', null], ['sso-session', providerLoginKey('https://idp.example', 'login-1')]])
+  t.equal(await app.sessionStore.endSessionsOfProviderLogin('https://idp.example', 'login-1'), 1)
+  t.equal(await countRows(db), 1, 'the local session stays')
 })

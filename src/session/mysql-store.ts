@@ -389,7 +389,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     } else {
       const read = loadedText(session, sid)
       const written = read !== undefined && holdsReadTokens(session, read)
-        ? await this.updateKeepingTokens(sid, session, read, expires, keys)
+        ? await this.updateKeepingTokens(sid, session, read, expires)
         : await this.update(sid, expires, data, keys)
       if (written === undefined) {
         this.log.info({ session: sessionFingerprint(sid) }, 'session ended while this request ran; not writing it back')
@@ -418,10 +418,11 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
    * ones this request holds and the write is tried again (sso-tokens.ts). The text written, or
    * undefined when the row is gone.
    */
-  private async updateKeepingTokens (sid: string, session: SessionData, read: string, expires: number, keys: RowKeys): Promise<string | undefined> {
+  private async updateKeepingTokens (sid: string, session: SessionData, read: string, expires: number): Promise<string | undefined> {
     let expected = read
     for (let attempt = 1; attempt <= 3; attempt++) {
       const data = JSON.stringify(session)
+      const keys = this.keysOf(session)
       const [result] = await refusedData(this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.rewrite, [expires, data, ...keys, sid, expected])))
       if (result.affectedRows > 0) return data
       const [rows] = await this.run('read', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.select, [sid]))
@@ -432,7 +433,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
       expected = current
     }
     // The row keeps changing (or is no longer text): the last tokens seen are written as they are.
-    return await this.update(sid, expires, JSON.stringify(session), keys)
+    return await this.update(sid, expires, JSON.stringify(session), this.keysOf(session))
   }
 
   async rewriteUnchanged (sid: string, session: SessionData): Promise<void> {

@@ -1,5 +1,7 @@
 import { escapeId, type RowDataPacket } from 'mysql2/promise'
+import { providerLoginKeyOf } from './identity.js'
 import { LEASE_TABLE, LEASE_TABLE_DDL, type Queryable } from './lease.js'
+import { parseStoredData } from './stored-data.js'
 
 const ER_DUP_FIELDNAME = 1060
 const ER_DUP_KEYNAME = 1061
@@ -65,7 +67,7 @@ export async function createOrUpgradeTable (db: Queryable, table: string): Promi
     await ignoreError(ER_DUP_KEYNAME, db.query(`ALTER TABLE ${name} ADD INDEX idx_user_key (user_key)`))
   }
   if (!columns.has('sso_key')) {
-    await ignoreError(ER_DUP_FIELDNAME, db.query(`ALTER TABLE ${name} ADD COLUMN ${SSO_KEY_COLUMN}`))
+    if (await ignoreError(ER_DUP_FIELDNAME, db.query(`ALTER TABLE ${name} ADD COLUMN ${SSO_KEY_COLUMN}`))) await keySsoSessions(db, name)
   }
   if (!(await hasIndexOn(db, table, 'sso_key'))) {
     await ignoreError(ER_DUP_KEYNAME, db.query(`ALTER TABLE ${name} ADD INDEX idx_sso_key (sso_key)`))
@@ -122,11 +124,27 @@ async function hasIndexOn (db: Queryable, table: string, column: string): Promis
   return rows.length > 0
 }
 
-/** Another instance upgrading at the same moment makes ours a no-op, not a failure. */
-async function ignoreError (errno: number, work: Promise<unknown>): Promise<void> {
+/** Another instance upgrading at the same moment makes ours a no-op, not a failure; true when ours did it. */
+async function ignoreError (errno: number, work: Promise<unknown>): Promise<boolean> {
   try {
     await work
+    return true
   } catch (error) {
     if ((error as { errno?: number }).errno !== errno) throw error
+    return false
+  }
+}
+
+/**
+ * Keys the single sign-on sessions an earlier version stored before the sso_key column existed, so
+ * a logout token naming only their provider login finds them: once, by the instance that added the
+ * column (a scan of the rows whose text mentions a sid; sessions without SSO have none).
+ */
+async function keySsoSessions (db: Queryable, name: string): Promise<void> {
+  const [rows] = await db.query<RowDataPacket[]>(`SELECT session_id, data FROM ${name} WHERE data LIKE '%"sid"%'`)
+  for (const row of rows) {
+    const data = parseStoredData(row.data)
+    const key = data ? providerLoginKeyOf(data) : null
+    if (key !== null) await db.query(`UPDATE ${name} SET sso_key = ? WHERE session_id = ? AND sso_key IS NULL`, [key, row.session_id])
   }
 }

@@ -115,17 +115,29 @@ export class AccessTokens {
     }
   }
 
-  private async refreshClaimed (claim: string, sessionId: string, tokens: RefreshableTokens, user: SessionUser & { sub: string }): Promise<ProviderTokens> {
+  private async refreshClaimed (claim: string, sessionId: string, held: RefreshableTokens, user: SessionUser & { sub: string }): Promise<ProviderTokens> {
+    let answered = false
     try {
-      // A claim that lapsed (its holder died, or finished long ago): what it saved is in the row.
-      const saved = await this.newerStoredTokens(sessionId, tokens, user)
+      // A claim that lapsed (its holder died, or finished long ago): what it saved is in the row,
+      // and a refresh starts from the row's tokens, never from older ones this request holds.
+      const stored = await this.read(sessionId)
+      if (!stored) throw new SessionEndedError()
+      const saved = newerTokensIn(stored, held, user)
       if (saved) return saved
+      const current = stored.sso
+      const tokens = current?.refreshToken && current.refreshToken !== held.refreshToken && sameUser(stored, user) ? current as RefreshableTokens : held
       const fresh = await this.client.refresh(tokens, user.sub)
-      await this.saveTokens(sessionId, fresh)
+      answered = true
+      // The provider may have spent the refresh token: its answer is saved, once more if need be.
+      await this.saveTokens(sessionId, fresh).catch(async (error: unknown) => {
+        if (error instanceof SessionEndedError) throw error
+        await this.saveTokens(sessionId, fresh)
+      })
       return fresh
     } catch (error) {
-      // A failure that may pass gives the claim back, so a waiting request or the next one retries.
-      if (!(error instanceof ProviderRefusedError && error.endsLogin)) await this.store.releaseOnce(claim).catch(() => {})
+      // A failure that may pass, before the provider answered, gives the claim back, so a waiting
+      // request or the next one retries.
+      if (!answered && !(error instanceof ProviderRefusedError && error.endsLogin)) await this.store.releaseOnce(claim).catch(() => {})
       throw error
     }
   }
@@ -149,11 +161,19 @@ export class AccessTokens {
   }
 }
 
-/** The tokens of `stored`, if they are another refresh's of the same user than `held`, and still good for a while. */
+/**
+ * The tokens of `stored`, if they are another refresh's of the same user than `held` (another
+ * access token, or the same one with a later expiry), and still good for a while.
+ */
 function newerTokensIn (stored: SessionData, held: ProviderTokens, user: SessionUser): ProviderTokens | undefined {
   const tokens = stored.sso
-  if (!tokens || sessionShapeProblem(stored as unknown as Record<string, unknown>) !== undefined) return undefined
-  if (stored.user?.sub !== user.sub || stored.user?.iss !== user.iss || tokens.accessToken === held.accessToken) return undefined
+  if (!tokens || !sameUser(stored, user)) return undefined
+  const renewed = tokens.accessToken !== held.accessToken || (tokens.accessTokenExpiresAt ?? 0) > (held.accessTokenExpiresAt ?? 0)
+  if (!renewed) return undefined
   const expiresAt = tokens.accessTokenExpiresAt
   return expiresAt === undefined || expiresAt - Date.now() > REFRESH_MARGIN_MS ? tokens : undefined
+}
+
+function sameUser (stored: SessionData, user: SessionUser): boolean {
+  return sessionShapeProblem(stored as unknown as Record<string, unknown>) === undefined && stored.user?.sub === user.sub && stored.user?.iss === user.iss
 }
