@@ -184,7 +184,8 @@ t.test('an error that quotes a value keeps it out of the log: a duplicate entry 
 
   await failWritesWith('INSERT INTO seen (id, n) VALUES (\'row\', NEW.session_id)')
   const wrongValue = await failedWrite(3)
-  t.match(wrongValue?.message, /^session store unavailable \(update\): Incorrect integer value: '…' for column `[^`]+`\.`seen`\.`n` at row 1$/, 'a value the column does not take (1366), logged with the value scrubbed')
+  // 1366 for an id that starts with a letter, 1265 (Data truncated) for one that starts with a digit.
+  t.match(wrongValue?.message, /^session store unavailable \(update\): (?:Incorrect integer value: '…' for column `[^`]+`\.`seen`\.`n`|Data truncated for column '…') at row 1$/, 'a value the column does not take (1366 or 1265), logged with the value scrubbed')
 
   t.notOk(log.text().includes(sessionId), 'the session id appears nowhere in the log')
   t.notMatch(log.text(), /"sql"|"sqlMessage"|INSERT INTO/, 'nor the statement')
