@@ -346,6 +346,30 @@ t.test('a provider that times out or answers 5xx is unavailable (503), not a ref
     t.equal(res.status, 503, 'the provider\'s trouble: 503, which the provider retries')
     t.equal((await sessionOf(browserWith(base, login.appCookie))).authenticated, true, 'nothing ended')
   })
+  await t.test('the replay check stuck behind a lock: 503 within the store\'s deadline, and the retry after it is not a replay', async (t) => {
+    const kim = await loginThroughProvider(base, { username: 'kim' })
+    const sid = (await rows(db)).get(idOf(kim.appCookie))?.sso?.sid as string
+    const token = await logoutToken(provider, { sub: 'kim', sid })
+    const locker = await db.pool.getConnection()
+    t.teardown(() => locker.release())
+    await locker.query('LOCK TABLES session_leases WRITE')
+    const started = Date.now()
+    const stuck = await postLogoutToken(base, token)
+    t.equal(stuck.status, 503, 'not done')
+    t.ok(Date.now() - started < 2000, `answered in ${Date.now() - started} ms`)
+    // The claim waiting behind the lock goes through now, after its request gave up: it is given back.
+    await locker.query('UNLOCK TABLES')
+    let retry
+    for (let attempt = 0; attempt < 20; attempt++) {
+      retry = await postLogoutToken(base, token)
+      if (retry.status !== 400) break
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+    t.equal(retry?.status, 200, 'the provider\'s retry of the same token is not a replay')
+    t.equal((await sessionOf(browserWith(base, kim.appCookie))).authenticated, false, 'and ends the session')
+    t.equal((await postLogoutToken(base, token)).status, 400, 'a third use is a replay')
+  })
+
   await t.test('a token that could not be acted on (the store failed) can be sent again', async (t) => {
     const store = instance!.app.sessionStore
     const sessionsOf = store.sessionsOf.bind(store)

@@ -264,13 +264,24 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     }
   }
 
+  /**
+   * A request waits for a claim as for any query: within the deadline, or a StoreUnavailableError
+   * (503). A claim that went through after its request stopped waiting is given back, so the retry
+   * of what it guarded (the provider sends a logout token again) is not taken for a replay. Not
+   * retried as run() retries: a claim whose connection was cut may have been taken, and taking it
+   * again would look like somebody else's.
+   */
   async claimOnce (key: string, forMs: number): Promise<boolean> {
     await this.prepare()
-    return await this.onConnection((connection) => this.timed('claim once', () => claimOnce(connection, key, forMs)))
+    return await this.timed('claim once', () => withDeadline('claim once', this.settings.deadlineMs, async (deadline) => {
+      const claimed = await this.onConnection((connection) => claimOnce(connection, key, forMs))
+      if (claimed && deadline.passed) await this.onConnection((connection) => releaseOnce(connection, key))
+      return claimed
+    }))
   }
 
   async releaseOnce (key: string): Promise<void> {
-    await this.onConnection((connection) => this.timed('claim once', () => releaseOnce(connection, key)))
+    await this.timed('claim once', () => withDeadline('claim once', this.settings.deadlineMs, () => this.onConnection((connection) => releaseOnce(connection, key))))
   }
 
   async countLive (): Promise<number> {

@@ -15,10 +15,11 @@ export const REFRESH_MARGIN_MS = 30_000
 // (providers that rotate refresh tokens refuse the second use, and would end the login).
 const REUSE_RESULT_MS = 30_000
 // A refresh is claimed across instances for longer than it can take (the provider's 5-s timeout,
-// then the save); the others wait for its tokens about as long, looking at the row this often.
+// then the save); the others wait for its tokens about as long, looking at the row ever less often.
 const REFRESH_CLAIM_MS = 20_000
 const WAIT_FOR_OTHER_REFRESH_MS = 8000
-const OTHER_REFRESH_POLL_MS = 100
+const OTHER_REFRESH_POLL_MS = 50
+const MAX_OTHER_REFRESH_POLL_MS = 400
 
 type RefreshableTokens = ProviderTokens & { refreshToken: string }
 
@@ -103,7 +104,7 @@ export class AccessTokens {
   private async refreshAcrossInstances (sessionId: string, tokens: RefreshableTokens, user: SessionUser & { sub: string }): Promise<ProviderTokens> {
     const claim = `token refresh ${tokens.accessToken}`
     const giveUpAt = Date.now() + WAIT_FOR_OTHER_REFRESH_MS
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
       if (await this.store.claimOnce(claim, REFRESH_CLAIM_MS)) return await this.refreshClaimed(claim, sessionId, tokens, user)
       const stored = await this.read(sessionId)
       // Ended meanwhile: logged out, or the provider refused the other request's refresh.
@@ -111,7 +112,7 @@ export class AccessTokens {
       const theirs = newerTokensIn(stored, tokens, user)
       if (theirs) return theirs
       if (Date.now() >= giveUpAt) throw new HttpError(503, 'This login\'s tokens are being refreshed by another request; try again', { headers: { 'retry-after': '1' } })
-      await sleep(OTHER_REFRESH_POLL_MS)
+      await sleep(Math.min(OTHER_REFRESH_POLL_MS * 2 ** attempt, MAX_OTHER_REFRESH_POLL_MS))
     }
   }
 
