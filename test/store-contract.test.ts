@@ -40,6 +40,47 @@ const plainData = [
   { nested: { deep: [1, 'two', { three: null }] }, unicode: 'é\u{1F600}\ud800' }
 ]
 
+async function keepsNewerTokens (t: Test, store: ManagedStore): Promise<void> {
+  const expiresAt = Date.now() + 60000
+  const tokens = (name: string) => ({ idToken: `id-${name}`, accessToken: `access-${name}`, refreshToken: `refresh-${name}`, accessTokenExpiresAt: expiresAt })
+  const user = { name: 'ann', sub: 'ann-sub', iss: 'https://idp.example' }
+  const cookie = { originalMaxAge: 60000, expires: new Date(Date.now() + 60000).toISOString() }
+  await call<void>((done) => store.set('sso', { cookie, user, sso: tokens('first') } as unknown as SessionData, done))
+  const get = () => call<SessionData | null>((done) => store.get('sso', done)) as Promise<SessionData>
+  const save = (session: SessionData) => call<void>((done) => store.set('sso', session, done))
+
+  // A slow request reads the session; a token refresh reads, saves new tokens; the slow request
+  // then saves a change of its own.
+  const slow = await get()
+  const refresh = await get()
+  refresh.sso = tokens('second')
+  await save(refresh)
+  slow.state = { theme: 'dark' }
+  await save(slow)
+  let stored = await get()
+  t.same(stored.sso, tokens('second'), 'the refreshed tokens stay')
+  t.same(stored.state, { theme: 'dark' }, 'and the slow request\'s change is saved')
+
+  // A request that changed the tokens itself writes them, whatever the row holds.
+  const older = await get()
+  const newer = await get()
+  newer.sso = tokens('third')
+  await save(newer)
+  older.sso = tokens('fourth')
+  await save(older)
+  stored = await get()
+  t.same(stored.sso, tokens('fourth'), 'tokens a request set are written')
+
+  // A request that saves twice compares its second save with its own first.
+  const twice = await get()
+  twice.state = { step: 1 }
+  await save(twice)
+  twice.state = { step: 2 }
+  await save(twice)
+  stored = await get()
+  t.same([stored.state, stored.sso], [{ step: 2 }, tokens('fourth')], 'two saves of one request')
+}
+
 for (const [kind, open] of Object.entries(stores)) {
   t.test(`${kind}: get returns exactly what set was given, with promises and with callbacks`, async (t) => {
     const { store } = await open(t)
@@ -89,45 +130,7 @@ for (const [kind, open] of Object.entries(stores)) {
   })
 
   t.test(`${kind}: a save never writes the SSO tokens it read over newer ones another request saved`, async (t) => {
-    const { store } = await open(t)
-    const expiresAt = Date.now() + 60000
-    const tokens = (name: string) => ({ idToken: `id-${name}`, accessToken: `access-${name}`, refreshToken: `refresh-${name}`, accessTokenExpiresAt: expiresAt })
-    const user = { name: 'ann', sub: 'ann-sub', iss: 'https://idp.example' }
-    const cookie = { originalMaxAge: 60000, expires: new Date(Date.now() + 60000).toISOString() }
-    await call<void>((done) => store.set('sso', { cookie, user, sso: tokens('first') } as unknown as SessionData, done))
-    const get = () => call<SessionData | null>((done) => store.get('sso', done)) as Promise<SessionData>
-    const save = (session: SessionData) => call<void>((done) => store.set('sso', session, done))
-
-    // A slow request reads the session; a token refresh reads, saves new tokens; the slow request
-    // then saves a change of its own.
-    const slow = await get()
-    const refresh = await get()
-    refresh.sso = tokens('second')
-    await save(refresh)
-    slow.state = { theme: 'dark' }
-    await save(slow)
-    let stored = await get()
-    t.same(stored.sso, tokens('second'), 'the refreshed tokens stay')
-    t.same(stored.state, { theme: 'dark' }, 'and the slow request\'s change is saved')
-
-    // A request that changed the tokens itself writes them, whatever the row holds.
-    const older = await get()
-    const newer = await get()
-    newer.sso = tokens('third')
-    await save(newer)
-    older.sso = tokens('fourth')
-    await save(older)
-    stored = await get()
-    t.same(stored.sso, tokens('fourth'), 'tokens a request set are written')
-
-    // A request that saves twice compares its second save with its own first.
-    const twice = await get()
-    twice.state = { step: 1 }
-    await save(twice)
-    twice.state = { step: 2 }
-    await save(twice)
-    stored = await get()
-    t.same([stored.state, stored.sso], [{ step: 2 }, tokens('fourth')], 'two saves of one request')
+    await keepsNewerTokens(t, (await open(t)).store)
   })
 
   t.test(`${kind}: the sessions of one identity provider login end together, found by (issuer, sid)`, async (t) => {
@@ -205,3 +208,15 @@ for (const [kind, open] of Object.entries(stores)) {
     t.equal(output.trim(), 'uncaughtException thrown by the callback')
   })
 }
+
+t.test('mysql with a BLOB data column: a save never writes the SSO tokens it read over newer ones either', async (t) => {
+  const db = await createTestDatabase(t)
+  await db.pool.query(`CREATE TABLE sessions (
+    session_id varchar(128) COLLATE utf8mb4_bin NOT NULL, expires int(11) unsigned NOT NULL, data mediumblob, PRIMARY KEY (session_id)
+  ) ENGINE=InnoDB`)
+  const { config } = loadConfig({ ...db.env, SESSION_SECRET: 'x' })
+  const { pool, store } = createMysqlStore(config, { deadlineMs: 5000, log: silent })
+  t.teardown(() => pool.end())
+  await store.prepare()
+  await keepsNewerTokens(t, store)
+})

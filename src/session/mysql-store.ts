@@ -100,7 +100,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
   private readonly pool: SessionPool
   private readonly log: FastifyBaseLogger
   private readonly settings: MysqlSessionStoreOptions
-  private readonly sql: Record<'select' | 'upsert' | 'update' | 'rewrite' | 'touch' | 'destroy' | 'destroyMany' | 'destroyOfProviderLogin' | 'repairUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
+  private readonly sql: Record<'select' | 'selectForUpdate' | 'upsert' | 'update' | 'rewrite' | 'touch' | 'destroy' | 'destroyMany' | 'destroyOfProviderLogin' | 'repairUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
   private readonly cleanupLease: Lease
   private readonly keyingLease: Lease
   private schemaReady: Promise<void> | undefined
@@ -118,6 +118,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     // Every "is it live" is `expires > nowSeconds()`, the comparison isLive() makes for a read.
     this.sql = {
       select: `SELECT data, expires, user_key FROM ${table} WHERE session_id = ?`,
+      selectForUpdate: `SELECT data FROM ${table} WHERE session_id = ? FOR UPDATE`,
       upsert: `INSERT INTO ${table} (session_id, expires, data, user_key, sso_key) VALUES (?, ?, ?, ?, ?)
                ON DUPLICATE KEY UPDATE expires = VALUES(expires), data = VALUES(data), user_key = VALUES(user_key), sso_key = VALUES(sso_key)`,
       update: `UPDATE ${table} SET expires = ?, data = ?, user_key = ?, sso_key = ? WHERE session_id = ?`,
@@ -357,7 +358,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     const key = userKeyOf(data, this.mapper)
     if (key !== row.user_key) this.repairUserKey(sid, row.user_key, key)
     markPersisted(data, sid, row.expires)
-    if (typeof row.data === 'string') markLoaded(data, sid, row.data)
+    markLoaded(data, sid, typeof row.data === 'string' ? row.data : undefined)
     return data as unknown as SessionData
   }
 
@@ -399,9 +400,11 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
       await refusedData(this.run('insert', (connection) => statement(connection, 'execute', this.sql.upsert, [sid, expires, data, ...keys])))
     } else {
       const read = loadedText(session, sid)
-      const written = read !== undefined && holdsReadTokens(session, read)
-        ? await this.updateKeepingTokens(sid, session, read, expires)
-        : await this.update(sid, expires, data, keys)
+      const written = !holdsReadTokens(session, sid)
+        ? await this.update(sid, expires, data, keys)
+        : read !== undefined
+          ? await this.updateKeepingTokens(sid, session, read, expires)
+          : await this.updateKeepingTokensLocked(sid, session, expires)
       if (written === undefined) {
         this.log.info({ session: sessionFingerprint(sid) }, 'session ended while this request ran; not writing it back')
         throw new SessionEndedError()
@@ -439,12 +442,38 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
       const [rows] = await this.run('read', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.select, [sid]))
       const current = rows[0]?.data
       if (current === undefined) return undefined
-      if (typeof current !== 'string') break
+      if (typeof current !== 'string') return await this.updateKeepingTokensLocked(sid, session, expires)
       adoptStoredTokens(session, current)
       expected = current
     }
-    // The row keeps changing (or is no longer text): the last tokens seen are written as they are.
+    // The row keeps changing: the last tokens seen are written as they are.
     return await this.update(sid, expires, JSON.stringify(session), this.keysOf(session))
+  }
+
+  /**
+   * updateKeepingTokens for a data column that is not read as text (a BLOB, MySQL's JSON), whose
+   * value a statement cannot compare with what was read: in a transaction, the row is read with a
+   * lock, takes its tokens, and is written. The text undefined when the row is gone.
+   */
+  private async updateKeepingTokensLocked (sid: string, session: SessionData, expires: number): Promise<string | undefined> {
+    return await refusedData(this.run('update', async (connection) => {
+      await statement(connection, 'query', 'START TRANSACTION')
+      try {
+        const [rows] = await statement<SessionRow[]>(connection, 'execute', this.sql.selectForUpdate, [sid])
+        if (!rows[0]) {
+          await statement(connection, 'query', 'ROLLBACK')
+          return undefined
+        }
+        adoptStoredTokens(session, rows[0].data)
+        const data = JSON.stringify(session)
+        await statement(connection, 'execute', this.sql.update, [expires, data, ...this.keysOf(session), sid])
+        await statement(connection, 'query', 'COMMIT')
+        return data
+      } catch (error) {
+        await statement(connection, 'query', 'ROLLBACK').catch(() => {})
+        throw error
+      }
+    }))
   }
 
   async rewriteUnchanged (sid: string, session: SessionData): Promise<void> {

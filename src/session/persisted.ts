@@ -15,6 +15,8 @@ interface Bookkeeping {
   writtenContent?: string
   /** The row's text as the store read it, for a write that must not overwrite a newer one. */
   loadedText?: string
+  /** The SSO tokens (`sso`, as JSON) the store read or last wrote, whatever the column's type. */
+  loadedTokens?: string
 }
 
 const bookkeeping = new WeakMap<object, Bookkeeping>()
@@ -30,10 +32,22 @@ export function markPersisted (session: object, sid: string, expiresSeconds: num
   }
 }
 
-/** Records the text the store read for this session (after markPersisted). */
-export function markLoaded (session: object, sid: string, text: string): void {
+/**
+ * Records what the store read or wrote for this session (after markPersisted): the row's text
+ * when it is text, and the session's SSO tokens.
+ */
+export function markLoaded (session: object, sid: string, text: string | undefined): void {
   const entry = bookkeeping.get(session)
-  if (entry?.sid === sid) entry.loadedText = text
+  if (entry?.sid !== sid) return
+  entry.loadedText = text
+  const tokens = (session as { sso?: unknown }).sso
+  entry.loadedTokens = tokens === undefined ? undefined : JSON.stringify(tokens)
+}
+
+/** The SSO tokens as JSON, as the store read or last wrote them in this request. */
+export function loadedTokens (session: object, sid: string): string | undefined {
+  const entry = bookkeeping.get(session)
+  return entry?.sid === sid ? entry.loadedTokens : undefined
 }
 
 /** The row's text as read in this request, if the store read it as text. */

@@ -1,4 +1,5 @@
 import type { SessionData } from 'express-session'
+import { loadedTokens } from './persisted.js'
 import { parseStoredData, sessionShapeProblem } from './stored-data.js'
 
 // A session's SSO tokens change under it: a token refresh (on any instance) saves new ones while
@@ -9,20 +10,20 @@ import { parseStoredData, sessionShapeProblem } from './stored-data.js'
 
 /**
  * Whether saving `session` must not overwrite the tokens in the row: it carries tokens, and they
- * are the ones this request read (`readText`, the row's text as the store read it).
+ * are the ones the store read for it in this request (or last wrote).
  */
-export function holdsReadTokens (session: SessionData, readText: string): boolean {
+export function holdsReadTokens (session: SessionData, sid: string): boolean {
   if (session.sso === undefined) return false
-  const read = parseStoredData(readText)
-  return JSON.stringify(read?.sso) === JSON.stringify(session.sso)
+  return loadedTokens(session, sid) === JSON.stringify(session.sso)
 }
 
 /**
- * Puts the tokens the row holds now (`currentText`) on `session`, which is about to be written over
- * it; a row that is not a session of this project's shape (edited by hand) gives nothing.
+ * Puts the tokens the row holds now (`current`: its data column as read, of any type) on
+ * `session`, which is about to be written over it; a row that is not a session of this project's
+ * shape (edited by hand) gives nothing.
  */
-export function adoptStoredTokens (session: SessionData, currentText: string): void {
-  const current = parseStoredData(currentText)
+export function adoptStoredTokens (session: SessionData, currentData: unknown): void {
+  const current = parseStoredData(currentData)
   if (!current || sessionShapeProblem(current) !== undefined) return
   if (current.sso === undefined) delete (session as Partial<SessionData>).sso
   else session.sso = current.sso as unknown as SessionData['sso']
