@@ -20,6 +20,10 @@ import { expressMysqlSessionTable } from './support/legacy-tables.js'
 // front, as `npm run cluster` starts them. First tight loops across instances (causal reads), then
 // mixed traffic through HAProxy while a node and an instance are killed with -9 and brought back.
 
+// The whole file takes 80-110 s on two cores (three Galera state transfers, two kill -9 recoveries,
+// then `npm run cluster` from scratch): tap's 120-s limit per file left too little room.
+t.setTimeout(300_000)
+
 const CLEANUP_INTERVAL_MS = 1000
 const WORKERS = 10
 const users = [...Array.from({ length: WORKERS + 1 }, (_, i) => `user${i}`), 'witness']
