@@ -357,15 +357,8 @@ t.test('a provider that times out or answers 5xx is unavailable (503), not a ref
     const stuck = await postLogoutToken(base, token)
     t.equal(stuck.status, 503, 'not done')
     t.ok(Date.now() - started < 2000, `answered in ${Date.now() - started} ms`)
-    // The claim waiting behind the lock goes through now, after its request gave up: it is given back.
     await locker.query('UNLOCK TABLES')
-    let retry
-    for (let attempt = 0; attempt < 20; attempt++) {
-      retry = await postLogoutToken(base, token)
-      if (retry.status !== 400) break
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-    t.equal(retry?.status, 200, 'the provider\'s retry of the same token is not a replay')
+    t.equal((await postLogoutToken(base, token)).status, 200, 'the provider\'s retry of the same token is not a replay')
     t.equal((await sessionOf(browserWith(base, kim.appCookie))).authenticated, false, 'and ends the session')
     t.equal((await postLogoutToken(base, token)).status, 400, 'a third use is a replay')
   })

@@ -100,7 +100,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
   private readonly pool: SessionPool
   private readonly log: FastifyBaseLogger
   private readonly settings: MysqlSessionStoreOptions
-  private readonly sql: Record<'select' | 'selectForUpdate' | 'upsert' | 'update' | 'rewrite' | 'touch' | 'destroy' | 'destroyMany' | 'destroyOfProviderLogin' | 'repairUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
+  private readonly sql: Record<'select' | 'upsert' | 'update' | 'rewrite' | 'touch' | 'destroy' | 'destroyMany' | 'destroyOfProviderLogin' | 'repairUserKey' | 'cleanup' | 'live' | 'ofUser' | 'endOfUser' | 'countLive' | 'clear', string>
   private readonly cleanupLease: Lease
   private readonly keyingLease: Lease
   private schemaReady: Promise<void> | undefined
@@ -118,7 +118,6 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     // Every "is it live" is `expires > nowSeconds()`, the comparison isLive() makes for a read.
     this.sql = {
       select: `SELECT data, expires, user_key FROM ${table} WHERE session_id = ?`,
-      selectForUpdate: `SELECT data FROM ${table} WHERE session_id = ? FOR UPDATE`,
       upsert: `INSERT INTO ${table} (session_id, expires, data, user_key, sso_key) VALUES (?, ?, ?, ?, ?)
                ON DUPLICATE KEY UPDATE expires = VALUES(expires), data = VALUES(data), user_key = VALUES(user_key), sso_key = VALUES(sso_key)`,
       update: `UPDATE ${table} SET expires = ?, data = ?, user_key = ?, sso_key = ? WHERE session_id = ?`,
@@ -275,9 +274,16 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
   async claimOnce (key: string, forMs: number): Promise<boolean> {
     await this.prepare()
     return await this.timed('claim once', () => withDeadline('claim once', this.settings.deadlineMs, async (deadline) => {
-      const claimed = await this.onConnection((connection) => claimOnce(connection, key, forMs))
-      if (claimed && deadline.passed) await this.onConnection((connection) => releaseOnce(connection, key))
-      return claimed
+      return await this.onConnection(async (connection) => {
+        const claimed = await claimOnce(connection, key, forMs)
+        // On the same connection: another one might not come before a second deadline.
+        if (claimed && deadline.passed) {
+          await releaseOnce(connection, key).catch((error: unknown) => {
+            this.log.warn({ err: scrubDatabaseError(error) }, 'a claim taken after its request gave up could not be given back; it lapses by itself')
+          })
+        }
+        return claimed
+      })
     }))
   }
 
@@ -358,7 +364,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     const key = userKeyOf(data, this.mapper)
     if (key !== row.user_key) this.repairUserKey(sid, row.user_key, key)
     markPersisted(data, sid, row.expires)
-    markLoaded(data, sid, typeof row.data === 'string' ? row.data : undefined)
+    markLoaded(data, sid, textOf(row.data))
     return data as unknown as SessionData
   }
 
@@ -399,12 +405,12 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
     if (persistedExpiry(session, sid) === undefined) {
       await refusedData(this.run('insert', (connection) => statement(connection, 'execute', this.sql.upsert, [sid, expires, data, ...keys])))
     } else {
+      // A data column of MySQL's JSON type is not read as text, and cannot be compared with it: there
+      // the last save wins, as in express-session.
       const read = loadedText(session, sid)
-      const written = !holdsReadTokens(session, sid)
-        ? await this.update(sid, expires, data, keys)
-        : read !== undefined
-          ? await this.updateKeepingTokens(sid, session, read, expires)
-          : await this.updateKeepingTokensLocked(sid, session, expires)
+      const written = read !== undefined && holdsReadTokens(session, sid)
+        ? await this.updateKeepingTokens(sid, session, read, expires)
+        : await this.update(sid, expires, data, keys)
       if (written === undefined) {
         this.log.info({ session: sessionFingerprint(sid) }, 'session ended while this request ran; not writing it back')
         throw new SessionEndedError()
@@ -440,40 +446,15 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
       const [result] = await refusedData(this.run('update', (connection) => statement<ResultSetHeader>(connection, 'execute', this.sql.rewrite, [expires, data, ...keys, sid, expected])))
       if (result.affectedRows > 0) return data
       const [rows] = await this.run('read', (connection) => statement<SessionRow[]>(connection, 'execute', this.sql.select, [sid]))
-      const current = rows[0]?.data
-      if (current === undefined) return undefined
-      if (typeof current !== 'string') return await this.updateKeepingTokensLocked(sid, session, expires)
+      const row = rows[0]
+      if (!row) return undefined
+      const current = textOf(row.data)
+      if (current === undefined) break
       adoptStoredTokens(session, current)
       expected = current
     }
-    // The row keeps changing: the last tokens seen are written as they are.
+    // The row keeps changing (or holds MySQL's JSON type): the last tokens seen are written as they are.
     return await this.update(sid, expires, JSON.stringify(session), this.keysOf(session))
-  }
-
-  /**
-   * updateKeepingTokens for a data column that is not read as text (a BLOB, MySQL's JSON), whose
-   * value a statement cannot compare with what was read: in a transaction, the row is read with a
-   * lock, takes its tokens, and is written. The text undefined when the row is gone.
-   */
-  private async updateKeepingTokensLocked (sid: string, session: SessionData, expires: number): Promise<string | undefined> {
-    return await refusedData(this.run('update', async (connection) => {
-      await statement(connection, 'query', 'START TRANSACTION')
-      try {
-        const [rows] = await statement<SessionRow[]>(connection, 'execute', this.sql.selectForUpdate, [sid])
-        if (!rows[0]) {
-          await statement(connection, 'query', 'ROLLBACK')
-          return undefined
-        }
-        adoptStoredTokens(session, rows[0].data)
-        const data = JSON.stringify(session)
-        await statement(connection, 'execute', this.sql.update, [expires, data, ...this.keysOf(session), sid])
-        await statement(connection, 'query', 'COMMIT')
-        return data
-      } catch (error) {
-        await statement(connection, 'query', 'ROLLBACK').catch(() => {})
-        throw error
-      }
-    }))
   }
 
   async rewriteUnchanged (sid: string, session: SessionData): Promise<void> {
@@ -581,4 +562,14 @@ function statement<T = unknown> (connection: CoreConnection, kind: 'query' | 'ex
     if (kind === 'execute') connection.execute(sql, values as ExecuteValues[], done)
     else connection.query(sql, values, done)
   })
+}
+
+/**
+ * The data column's value as the text a statement can compare it with (`data = ?`): a text column's
+ * string, a BLOB's bytes as UTF-8 (compared byte for byte); undefined for MySQL's JSON type, which
+ * mysql2 hands over parsed.
+ */
+function textOf (data: unknown): string | undefined {
+  if (typeof data === 'string') return data
+  return Buffer.isBuffer(data) ? data.toString('utf8') : undefined
 }

@@ -13,8 +13,10 @@ import { parseStoredData, sessionShapeProblem } from './stored-data.js'
  * are the ones the store read for it in this request (or last wrote).
  */
 export function holdsReadTokens (session: SessionData, sid: string): boolean {
-  if (session.sso === undefined) return false
-  return loadedTokens(session, sid) === JSON.stringify(session.sso)
+  // Only this project's tokens: an `sso` field of an app's own is written as it is.
+  const tokens = session.sso as unknown
+  if (typeof tokens !== 'object' || tokens === null || typeof (tokens as { accessToken?: unknown }).accessToken !== 'string') return false
+  return loadedTokens(session, sid) === JSON.stringify(tokens)
 }
 
 /**
