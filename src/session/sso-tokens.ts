@@ -20,7 +20,7 @@ export function holdsReadTokens (session: SessionData, sid: string): boolean {
 }
 
 /**
- * Puts the tokens the row holds now (`current`: its data column as read, of any type) on
+ * Puts the tokens the row holds now (`currentData`: its data column as read, of any type) on
  * `session`, which is about to be written over it; a row that is not a session of this project's
  * shape (edited by hand) gives nothing.
  */

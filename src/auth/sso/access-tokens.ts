@@ -26,9 +26,9 @@ type RefreshableTokens = ProviderTokens & { refreshToken: string }
 /**
  * Hands routes a valid access token for the request's SSO user, refreshing it with the refresh
  * token when it is near expiry: once per access token across every instance on the store, however
- * many requests ask at once. The new tokens are written into the stored session at once, and nothing else with them:
- * a route that then fails (a 502 of its own) neither loses a refresh token the provider has rotated
- * nor saves its other changes. When the provider refuses the refresh (the login was ended or
+ * many requests ask at once. The new tokens are written into the stored session at once, and
+ * nothing else with them: a route that then fails (a 502 of its own) neither loses a refresh token
+ * the provider has rotated nor saves its other changes. When the provider refuses the refresh (the login was ended or
  * revoked there), the local session ends too and the route answers 401.
  */
 export class AccessTokens {
