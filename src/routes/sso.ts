@@ -158,7 +158,8 @@ async function endSessionsOfLogin (store: ManagedStore, logout: LogoutRequest): 
 /**
  * OpenID Connect Back-Channel Logout 1.0: the provider tells this app that a login ended there.
  * Every session of that provider session (`sid`) or subject (`sub`) ends, on every instance at
- * once (they are rows found through the user index, or the provider-login index for `sid` alone). Outside the session scope: no cookie, no session.
+ * once (they are rows found through the user index, or the provider-login index for `sid` alone).
+ * Outside the session scope: no cookie, no session.
  */
 export async function backchannelLogoutRoutes (fastify: FastifyInstance) {
   const { client, logoutTokens } = ssoOf(fastify)
