@@ -1,17 +1,14 @@
 import { once } from 'node:events'
-import { importJWK, SignJWT, decodeJwt, type JWK, type JWTPayload } from 'jose'
-import type { RowDataPacket } from 'mysql2/promise'
+import { decodeJwt, type JWK, type JWTPayload } from 'jose'
 import t, { type Test } from 'tap'
-import { generateSigningKey, type DevProvider } from '../scripts/sso/dev-provider.js'
+import { generateSigningKey } from '../scripts/sso/dev-provider.js'
 import { BACKCHANNEL_LOGOUT_EVENT } from '../src/auth/sso/logout-token.js'
-import { Client, httpRequest, listen, type TestDatabase } from './helper.js'
+import { Client, httpRequest, listen, sessionCookie, type TestDatabase } from './helper.js'
 import { loginAs, writeUsersFile } from './support/accounts.js'
 import { captureLog } from './support/log-capture.js'
-import { sessionIdOf } from './support/signed-cookie.js'
 import { loginThroughProvider } from './support/sso-login.js'
+import { idOf, interceptFetch, logoutToken, rows, tamperIdTokens, tokensOf } from './support/sso-tokens.js'
 import { startSsoStack } from './support/sso.js'
-
-interface StoredTokens { idToken: string, accessToken: string, refreshToken?: string, sid?: string, accessTokenExpiresAt?: number }
 
 /** A client of `base` holding the cookie a login left. */
 function browserWith (base: string, cookie: string): Client {
@@ -25,75 +22,12 @@ async function sessionOf (client: Client): Promise<{ authenticated: boolean, use
   return JSON.parse(res.body)
 }
 
-/** Every session row's parsed data, by id. */
-async function rows (db: TestDatabase): Promise<Map<string, Record<string, any>>> {
-  const [found] = await db.pool.query<RowDataPacket[]>('SELECT session_id, data FROM sessions')
-  return new Map(found.map((row) => [String(row.session_id), JSON.parse(String(row.data))]))
-}
-
-async function tokensOf (db: TestDatabase, sub: string): Promise<StoredTokens[]> {
-  return [...(await rows(db)).values()].filter((data) => data.user?.sub === sub).map((data) => data.sso as StoredTokens)
-}
-
 /** Sets when the stored access token of `sub`'s sessions expires. */
 async function setExpiry (db: TestDatabase, sub: string, at: number): Promise<void> {
   await db.pool.query('UPDATE sessions SET data = JSON_SET(data, \'$.sso.accessTokenExpiresAt\', ?) WHERE JSON_VALUE(data, \'$.user.sub\') = ?', [at, sub])
 }
 
-/** The session id of a login's cookie ('' when there is none). */
-function idOf (cookie: string): string {
-  return sessionIdOf(cookie) ?? ''
-}
-
-/**
- * Answers requests to `url` with `answer` (until teardown), which may ask the provider itself
- * through `provider()` and change what it says.
- */
-function interceptFetch (t: Test, url: string, answer: (provider: () => Promise<Response>) => Promise<Response>) {
-  const realFetch = globalThis.fetch
-  globalThis.fetch = async (input, init) => {
-    const target = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
-    return target === url ? await answer(() => realFetch(input, init)) : await realFetch(input, init)
-  }
-  t.teardown(() => { globalThis.fetch = realFetch })
-}
-
 const timedOut = async (): Promise<Response> => { throw new DOMException('The operation was aborted due to timeout', 'TimeoutError') }
-
-/**
- * Rewrites the ID token in the provider's token responses, re-signed with `key` (the provider's own
- * by default): a provider, or a man in the middle, that answers with a token made for someone else.
- */
-function tamperIdTokens (t: Test, provider: DevProvider, change: (claims: JWTPayload) => void, key: JWK = provider.signingKey) {
-  interceptFetch(t, `${provider.issuer}/token`, async (real) => {
-    const response = await real()
-    const body = await response.json() as Record<string, unknown>
-    const claims = decodeJwt(String(body.id_token))
-    change(claims)
-    body.id_token = await new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: key.kid }).sign(await importJWK(key, 'RS256'))
-    return new Response(JSON.stringify(body), { status: response.status, headers: response.headers })
-  })
-}
-
-/** A logout token as the provider would sign it, with `claims` changed (undefined removes one). */
-async function logoutToken (provider: DevProvider, claims: Record<string, unknown> = {}, options: { key?: JWK, alg?: string } = {}): Promise<string> {
-  const now = Math.floor(Date.now() / 1000)
-  const payload: Record<string, unknown> = {
-    iss: provider.issuer,
-    aud: provider.clientId,
-    iat: now,
-    exp: now + 120,
-    jti: `jti-${Math.random().toString(36).slice(2)}`,
-    sub: 'ann',
-    events: { [BACKCHANNEL_LOGOUT_EVENT]: {} },
-    ...claims
-  }
-  for (const [name, value] of Object.entries(payload)) if (value === undefined) delete payload[name]
-  const key = options.key ?? provider.signingKey
-  const alg = options.alg ?? 'RS256'
-  const secret = alg.startsWith('HS') ? new TextEncoder().encode('a-shared-secret-that-nobody-agreed-on') : await importJWK(key, alg)
-  return await new SignJWT(payload).setProtectedHeader({ alg, kid: key.kid, typ: 'logout+jwt' }).sign(secret)
-}
 
 function postLogoutToken (base: string, token: string | undefined) {
   const body = token === undefined ? '' : new URLSearchParams({ logout_token: token }).toString()
@@ -260,7 +194,16 @@ t.test('the provider down at start and during a login: 503 with Retry-After, the
   t.equal(callback.status, 503, 'the code exchange with a provider that is gone: 503')
   t.equal(callback.headers['retry-after'], '5')
   t.notOk([...(await rows(db)).values()].some((data) => data.user), 'nobody logged in')
+  t.ok((await rows(db)).get(idOf(started.appCookie))?.ssoLogin, 'the pending login is still in the pre-login session')
   await provider.start()
+  const again = await httpRequest(started.callbackUrl, { headers: { cookie: started.appCookie } })
+  t.equal(again.status, 302, 'the provider is back: the same callback logs in')
+  t.equal(again.headers.location, `${base}/`)
+  const cookie = sessionCookie(again.headers['set-cookie']) ?? ''
+  t.ok(cookie, 'a session cookie')
+  t.not(idOf(cookie), idOf(started.appCookie), 'with a new session id')
+  t.same((await sessionOf(browserWith(base, cookie))).user, { name: 'ann', sub: 'ann', iss: provider.issuer }, 'ann is logged in')
+  t.notOk((await rows(db)).has(idOf(started.appCookie)), 'the pre-login session is gone')
 
   // A server whose provider does not answer at start.
   const { buildApp } = await import('../src/app.js')
