@@ -131,7 +131,7 @@ export class MemorySessionStore extends PromiseSessionStore implements ManagedSt
     if (persistedExpiry(session, sid) !== undefined && !row) throw new SessionEndedError()
     // The MySQL store's rule: tokens this request did not change never go over newer ones (sso-tokens.ts).
     const read = loadedText(session, sid)
-    if (row && read !== undefined && row.data !== read && holdsReadTokens(session, sid)) adoptStoredTokens(session, row.data)
+    if (row && read !== undefined && row.data !== read && holdsReadTokens(session, read)) adoptStoredTokens(session, row.data)
     const expires = storedExpiresSeconds(session, this.policy)
     const data = JSON.stringify(session)
     this.rows.set(sid, this.rowOf(data, expires, session))

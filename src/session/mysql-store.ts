@@ -408,7 +408,7 @@ export class MysqlSessionStore extends PromiseSessionStore implements ManagedSto
       // A data column of MySQL's JSON type is not read as text, and cannot be compared with it: there
       // the last save wins, as in express-session.
       const read = loadedText(session, sid)
-      const written = read !== undefined && holdsReadTokens(session, sid)
+      const written = read !== undefined && holdsReadTokens(session, read)
         ? await this.updateKeepingTokens(sid, session, read, expires)
         : await this.update(sid, expires, data, keys)
       if (written === undefined) {

@@ -13,10 +13,8 @@ interface Bookkeeping {
   sid: string
   storedExpires: number
   writtenContent?: string
-  /** The row's text as the store read it, for a write that must not overwrite a newer one. */
+  /** The row's text as the store read it (or last wrote it), for a write that must not overwrite a newer one. */
   loadedText?: string
-  /** The SSO tokens (`sso`, as JSON) the store read or last wrote, whatever the column's type. */
-  loadedTokens?: string
 }
 
 const bookkeeping = new WeakMap<object, Bookkeeping>()
@@ -32,22 +30,10 @@ export function markPersisted (session: object, sid: string, expiresSeconds: num
   }
 }
 
-/**
- * Records what the store read or wrote for this session (after markPersisted): the row's text
- * when it is text, and the session's SSO tokens.
- */
+/** Records the row's text as the store read or wrote it for this session (after markPersisted); undefined when not text. */
 export function markLoaded (session: object, sid: string, text: string | undefined): void {
   const entry = bookkeeping.get(session)
-  if (entry?.sid !== sid) return
-  entry.loadedText = text
-  const tokens = (session as { sso?: unknown }).sso
-  entry.loadedTokens = tokens === undefined ? undefined : JSON.stringify(tokens)
-}
-
-/** The SSO tokens as JSON, as the store read or last wrote them in this request. */
-export function loadedTokens (session: object, sid: string): string | undefined {
-  const entry = bookkeeping.get(session)
-  return entry?.sid === sid ? entry.loadedTokens : undefined
+  if (entry?.sid === sid) entry.loadedText = text
 }
 
 /** The row's text as read in this request, if the store read it as text. */

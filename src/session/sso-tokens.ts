@@ -1,5 +1,4 @@
 import type { SessionData } from 'express-session'
-import { loadedTokens } from './persisted.js'
 import { parseStoredData, sessionShapeProblem } from './stored-data.js'
 
 // A session's SSO tokens change under it: a token refresh (on any instance) saves new ones while
@@ -10,13 +9,14 @@ import { parseStoredData, sessionShapeProblem } from './stored-data.js'
 
 /**
  * Whether saving `session` must not overwrite the tokens in the row: it carries tokens, and they
- * are the ones the store read for it in this request (or last wrote).
+ * are the ones in `readText`, the row's text as the store read (or last wrote) it in this request.
+ * Parsed only here, when such a session is saved, not on every read.
  */
-export function holdsReadTokens (session: SessionData, sid: string): boolean {
+export function holdsReadTokens (session: SessionData, readText: string): boolean {
   // Only this project's tokens: an `sso` field of an app's own is written as it is.
   const tokens = session.sso as unknown
   if (typeof tokens !== 'object' || tokens === null || typeof (tokens as { accessToken?: unknown }).accessToken !== 'string') return false
-  return loadedTokens(session, sid) === JSON.stringify(tokens)
+  return JSON.stringify(parseStoredData(readText)?.sso) === JSON.stringify(tokens)
 }
 
 /**

@@ -21,11 +21,11 @@ const SSO_KEY_COLUMN = 'sso_key char(43) CHARACTER SET ascii COLLATE ascii_bin N
 /**
  * Creates the session table, or upgrades one that express-mysql-session (or an earlier version of
  * this project) created, so both run on the same rows: its columns unchanged, plus an index on
- * `expires` for the batched cleanup, an indexed `user_key` column and an indexed `sso_key` column; and the maintenance leases'
- * table (lease.ts). Only DDL, so it is quick whatever the table holds; existing rows are keyed in
- * the background. Safe to run again and from several processes at once (on a Galera cluster too,
- * where DDL runs in total order): each step checks first, and a step another process has just
- * done is taken as done.
+ * `expires` for the batched cleanup and indexed `user_key` and `sso_key` columns; and the
+ * maintenance leases' table (lease.ts). DDL, quick whatever the table holds, but for one scan when
+ * sso_key is added (keySsoSessions); existing rows' user_key is filled in the background. Safe to
+ * run again and from several processes at once (on a Galera cluster too, where DDL runs in total
+ * order): each step checks first, and a step another process has just done is taken as done.
  *
  * It also asks the server whether this user may read and write both tables (checkPrivileges), so
  * a missing grant stops start-up with its name (startup-check.ts) instead of failing every save.
